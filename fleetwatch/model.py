@@ -1,0 +1,197 @@
+"""Wire models for the three streams and their JSON codec; no I/O.
+
+Every message carries a unique ``event_id``, a ``schema_version``, a timezone-aware
+UTC event ``time`` and the ``vehicle_id`` that is also its Kafka key, so one
+vehicle's events stay ordered in one partition.
+
+Decoding validates JSON bytes directly (``model_validate_json``) and never goes
+through a dict, because the ingestor decodes tens of thousands of messages a second.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Annotated, Final, Literal, TypeAlias
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+
+SCHEMA_VERSION: Final = 1
+
+TELEMETRY_TOPIC: Final = "vehicle_telemetry"
+PERCEPTION_TOPIC: Final = "perception_events"
+DRIVING_TOPIC: Final = "driving_events"
+TOPICS: Final = (TELEMETRY_TOPIC, PERCEPTION_TOPIC, DRIVING_TOPIC)
+
+MAX_MESSAGE_BYTES: Final = 8192
+"""Messages larger than this are rejected before they are parsed."""
+
+MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
+"""An event time further than this ahead of the ingestor's clock is rejected."""
+
+
+class ObjectClass(str, Enum):
+    CAR = "car"
+    TRUCK = "truck"
+    PEDESTRIAN = "pedestrian"
+    CYCLIST = "cyclist"
+    MOTORCYCLE = "motorcycle"
+    BUS = "bus"
+    UNKNOWN = "unknown"
+
+
+class DrivingEventType(str, Enum):
+    INTERVENTION = "intervention"
+    """The safety driver took over control."""
+    DISENGAGEMENT = "disengagement"
+    """The autonomy system left autonomous mode (by the system or the driver)."""
+    ENGAGEMENT = "engagement"
+    """Autonomous mode was (re-)engaged."""
+    HARD_BRAKE = "hard_brake"
+    EMERGENCY_STOP = "emergency_stop"
+    TRIP_START = "trip_start"
+    TRIP_END = "trip_end"
+    CHARGING_START = "charging_start"
+    CHARGING_END = "charging_end"
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc)
+
+
+UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
+VehicleId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Latitude = Annotated[float, Field(ge=-90.0, le=90.0)]
+Longitude = Annotated[float, Field(ge=-180.0, le=180.0)]
+SpeedKmh = Annotated[float, Field(ge=0.0, le=250.0)]
+ShortText = Annotated[str, Field(max_length=200)]
+
+
+class WireModel(BaseModel):
+    """Base of the three stream messages: strict, frozen, no unknown fields."""
+
+    # allow_inf_nan=False makes every float field reject NaN and infinities.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: UUID
+    time: UtcTime
+    vehicle_id: VehicleId
+
+
+class Telemetry(WireModel):
+    """One vehicle state sample (topic ``vehicle_telemetry``), normally at 1 Hz."""
+
+    speed_kmh: SpeedKmh
+    speed_limit_kmh: SpeedKmh
+    lat: Latitude
+    lon: Longitude
+    heading_deg: Annotated[float, Field(ge=0.0, lt=360.0)]
+    battery_pct: Annotated[float, Field(ge=0.0, le=100.0)]
+    range_km: Annotated[float, Field(ge=0.0, le=2000.0)]
+    odometer_km: Annotated[float, Field(ge=0.0, le=10_000_000.0)]
+    autopilot: bool
+    city: ShortText
+    route_id: ShortText
+    trip_id: ShortText | None = None
+
+
+class PerceptionEvent(WireModel):
+    """One tracked object reported by a vehicle's perception (topic ``perception_events``).
+
+    ``closing_speed_mps`` is positive when the object and the vehicle approach each other.
+    """
+
+    object_class: ObjectClass
+    distance_m: Annotated[float, Field(ge=0.0, le=500.0)]
+    closing_speed_mps: Annotated[float, Field(ge=-100.0, le=100.0)]
+    bearing_deg: Annotated[float, Field(ge=-180.0, le=180.0)]
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class DrivingEvent(WireModel):
+    """A discrete driving event (topic ``driving_events``): interventions, disengagements..."""
+
+    type: DrivingEventType
+    cause: ShortText | None = None
+    detail: ShortText | None = None
+    lat: Latitude
+    lon: Longitude
+    speed_kmh: SpeedKmh
+    autopilot: bool
+    """Whether autonomous mode was engaged just before the event."""
+
+
+Message: TypeAlias = Telemetry | PerceptionEvent | DrivingEvent
+
+MODEL_BY_TOPIC: Final[dict[str, type[WireModel]]] = {
+    TELEMETRY_TOPIC: Telemetry,
+    PERCEPTION_TOPIC: PerceptionEvent,
+    DRIVING_TOPIC: DrivingEvent,
+}
+
+TOPIC_BY_MODEL: Final[dict[type[WireModel], str]] = {m: t for t, m in MODEL_BY_TOPIC.items()}
+
+
+class DecodeError(ValueError):
+    """A message that cannot be decoded or validated; ``reason`` is one readable sentence."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def encode(message: WireModel) -> bytes:
+    """Serialise a message to compact JSON bytes."""
+    return message.model_dump_json().encode()
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False)[:3]:
+        where = ".".join(str(p) for p in item["loc"]) or "message"
+        parts.append(f"{where}: {item['msg']}")
+    more = error.error_count() - len(parts)
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+def decode(
+    topic: str,
+    value: bytes | None,
+    key: bytes | None = None,
+    *,
+    now: datetime | None = None,
+) -> WireModel:
+    """Decode and validate one message from ``topic``.
+
+    Raises :class:`DecodeError` with a readable reason for anything a gateway could
+    send by mistake: an unknown topic, an empty or oversized payload, bad JSON, wrong
+    types, missing or extra fields, values out of range, NaN/inf, an event time more
+    than ``MAX_FUTURE_SKEW`` ahead of ``now``, or a key that differs from ``vehicle_id``.
+    """
+    model = MODEL_BY_TOPIC.get(topic)
+    if model is None:
+        raise DecodeError(f"unknown topic {topic!r}")
+    if not value:
+        raise DecodeError("empty message")
+    if len(value) > MAX_MESSAGE_BYTES:
+        raise DecodeError(f"message of {len(value)} bytes exceeds {MAX_MESSAGE_BYTES} bytes")
+    try:
+        message = model.model_validate_json(value)
+    except ValidationError as error:
+        raise DecodeError(_describe(error)) from None
+    if now is not None and message.time > now + MAX_FUTURE_SKEW:
+        raise DecodeError(f"event time {message.time.isoformat()} is in the future")
+    if key is not None and key != message.vehicle_id.encode():
+        raise DecodeError(f"key {key!r} does not match vehicle_id {message.vehicle_id!r}")
+    return message
