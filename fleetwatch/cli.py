@@ -1,36 +1,114 @@
-"""Command-line entry point: parses flags, builds the settings, calls one function."""
+"""Command-line entry point: parses flags, builds the settings, calls one function.
+
+Each subcommand lives in its own module exposing ``configure(parser)`` (adds its
+flags) and ``run(args, settings) -> int``. Modules are imported only for the command
+that runs, so ``fleetwatch --help`` stays fast and headless commands never load Textual.
+Flags whose ``dest`` is a dotted setting name (``kafka.bootstrap``) override the
+settings file and environment.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
 from fleetwatch import __version__
+from fleetwatch.config import ConfigError, Settings, load_settings
 
 
-def build_parser() -> argparse.ArgumentParser:
+class Command(Protocol):
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace, settings: Settings) -> int: ...
+
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("fleetwatch.sim.command", "run the fleet simulator as a Kafka producer"),
+    "ingest": ("fleetwatch.pipeline.command", "consume the Kafka topics into the database"),
+    "report": ("fleetwatch.store.report", "print fleet KPIs and the vehicle table"),
+    "db": ("fleetwatch.store.command", "database commands: migrate, status, reset"),
+    "config": ("fleetwatch.config_command", "print the effective settings and their sources"),
+}
+APP_MODULE = "fleetwatch.tui.command"
+
+
+class CliError(Exception):
+    """A usage error reported as one sentence."""
+
+
+def _load(module: str) -> Command:
+    return cast(Command, importlib.import_module(module))
+
+
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """--kafka and --db, shared by the app and the headless commands."""
+    parser.add_argument(
+        "--kafka",
+        dest="kafka.bootstrap",
+        metavar="HOST:PORT",
+        help="Kafka bootstrap servers (default: in-process transport)",
+    )
+    parser.add_argument(
+        "--db",
+        dest="database.dsn",
+        metavar="DSN",
+        help="PostgreSQL/TimescaleDB connection string (default: embedded PostgreSQL)",
+    )
+
+
+def build_parser(command: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fleetwatch",
-        description="Terminal monitoring for fleets of self-driving vehicles.",
+        description=(
+            "Terminal monitoring for fleets of self-driving vehicles. "
+            "Without a command, starts the live terminal app."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"fleetwatch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("simulate", help="run the fleet simulator as a Kafka producer")
-    sub.add_parser("ingest", help="consume Kafka topics into the database (headless)")
-    sub.add_parser("report", help="print fleet KPIs and the vehicle table")
-    sub.add_parser("db", help="database commands: migrate, status, reset")
+    for name, (module, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            _load(module).configure(sub_parser)
+    if command is None:
+        _load(APP_MODULE).configure(parser)
     return parser
 
 
+def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: value for key, value in vars(args).items() if "." in key}
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    for arg in argv:
+        if arg in COMMANDS:
+            return arg
+        if not arg.startswith("-"):
+            return None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
-    if args.command is None:
-        print("fleetwatch: the terminal app is not implemented yet", file=sys.stderr)
+    try:
+        settings, _sources = load_settings(_flag_overrides(args))
+    except ConfigError as error:
+        print(f"fleetwatch: {error}", file=sys.stderr)
         return 2
-    print(f"fleetwatch {args.command}: not implemented yet", file=sys.stderr)
-    return 2
+    module = COMMANDS[command][0] if command else APP_MODULE
+    try:
+        return _load(module).run(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except CliError as error:
+        print(f"fleetwatch: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,17 @@
+"""`fleetwatch db`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fleetwatch.config import Settings
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    print("fleetwatch db: not implemented yet", file=sys.stderr)
+    return 2
