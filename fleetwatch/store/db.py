@@ -1,0 +1,43 @@
+"""Database connections: one place that turns driver failures into a one-sentence error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from fleetwatch.config import mask_dsn
+
+CONNECT_TIMEOUT_S = 5
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or refused us; the message is one sentence."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def connect(dsn: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:
+    """Open a connection to ``dsn``; raise :class:`DatabaseUnavailable` on any failure.
+
+    A connect timeout of ``CONNECT_TIMEOUT_S`` applies unless the DSN sets one.
+    """
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as error:
+        raise DatabaseUnavailable(
+            f"invalid database connection string {mask_dsn(dsn)!r}: {_first_line(error)}"
+        ) from None
+    if "connect_timeout" not in params:
+        kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    kwargs.setdefault("application_name", "fleetwatch")
+    try:
+        return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
+    except psycopg.Error as error:
+        raise DatabaseUnavailable(
+            f"cannot connect to the database at {mask_dsn(dsn)}: {_first_line(error)}"
+        ) from None
