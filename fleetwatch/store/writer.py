@@ -1,0 +1,739 @@
+"""The batch writer: one transaction per batch with rows, alerts, rejects and offsets.
+
+Event rows go in with binary COPY. In the same transaction the writer upserts the
+latest state of each vehicle, merges the per-minute rollup, writes alert changes and
+transitions, the rejected messages and the next offset of every partition the batch
+came from. Offsets are fenced: the transaction first locks the stored offsets and
+refuses (:class:`OffsetConflict`) if they are not where this consumer last left them,
+so a consumer that lost its partitions without noticing cannot write them twice.
+
+Rows are tuples in the column order of ``TELEMETRY_COLUMNS``, ``PERCEPTION_COLUMNS``
+and ``DRIVING_COLUMNS``; ``fleetwatch.store.rollups.merge(cur, telemetry_rows,
+perception_rows, driving_rows)`` receives them in that form.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Final, Protocol
+
+import psycopg
+from psycopg import sql
+
+from fleetwatch.model import DrivingEvent, PerceptionEvent, Telemetry
+from fleetwatch.transport.base import TopicPartition
+
+REJECT_RAW_MAX_BYTES: Final = 64 * 1024
+
+TELEMETRY_COLUMNS: Final = (
+    "time",
+    "vehicle_id",
+    "event_id",
+    "speed_kmh",
+    "speed_limit_kmh",
+    "lat",
+    "lon",
+    "heading_deg",
+    "battery_pct",
+    "range_km",
+    "odometer_km",
+    "autopilot",
+    "city",
+    "route_id",
+    "trip_id",
+    "step_km",
+)
+_TELEMETRY_TYPES: Final = (
+    "timestamptz",
+    "text",
+    "uuid",
+    "float4",
+    "float4",
+    "float8",
+    "float8",
+    "float4",
+    "float4",
+    "float4",
+    "float8",
+    "bool",
+    "text",
+    "text",
+    "text",
+    "float8",
+)
+PERCEPTION_COLUMNS: Final = (
+    "time",
+    "vehicle_id",
+    "event_id",
+    "object_class",
+    "distance_m",
+    "closing_speed_mps",
+    "bearing_deg",
+    "confidence",
+    "ttc_s",
+)
+_PERCEPTION_TYPES: Final = (
+    "timestamptz",
+    "text",
+    "uuid",
+    "text",
+    "float4",
+    "float4",
+    "float4",
+    "float4",
+    "float4",
+)
+DRIVING_COLUMNS: Final = (
+    "time",
+    "vehicle_id",
+    "event_id",
+    "type",
+    "cause",
+    "detail",
+    "lat",
+    "lon",
+    "speed_kmh",
+    "autopilot",
+)
+_DRIVING_TYPES: Final = (
+    "timestamptz",
+    "text",
+    "uuid",
+    "text",
+    "text",
+    "text",
+    "float8",
+    "float8",
+    "float4",
+    "bool",
+)
+_REJECT_COLUMNS: Final = (
+    "received_at",
+    "consumer_group",
+    "topic",
+    "partition",
+    "offset",
+    "key",
+    "raw",
+    "raw_size",
+    "reason",
+)
+_REJECT_TYPES: Final = (
+    "timestamptz",
+    "text",
+    "text",
+    "int4",
+    "int8",
+    "bytea",
+    "bytea",
+    "int4",
+    "text",
+)
+
+TelemetryRow = tuple[Any, ...]
+PerceptionRow = tuple[Any, ...]
+DrivingRow = tuple[Any, ...]
+
+MOVING_KMH: Final = 1.0
+"""A sample at or above this speed counts as moving in the rollup."""
+
+_T_TIME, _T_VEHICLE = 0, 1
+_T_SPEED, _T_LIMIT, _T_BATTERY, _T_ODOMETER, _T_AUTOPILOT, _T_STEP = 3, 4, 8, 10, 11, 15
+
+
+def telemetry_row(message: Telemetry, step_km: float) -> TelemetryRow:
+    m = message
+    return (
+        m.time,
+        m.vehicle_id,
+        m.event_id,
+        m.speed_kmh,
+        m.speed_limit_kmh,
+        m.lat,
+        m.lon,
+        m.heading_deg,
+        m.battery_pct,
+        m.range_km,
+        m.odometer_km,
+        m.autopilot,
+        m.city,
+        m.route_id,
+        m.trip_id,
+        step_km,
+    )
+
+
+def ttc_s(distance_m: float, closing_speed_mps: float) -> float | None:
+    """Time to collision: distance over closing speed while closing, else None."""
+    if closing_speed_mps <= 0.0:
+        return None
+    return distance_m / closing_speed_mps
+
+
+def perception_row(message: PerceptionEvent) -> PerceptionRow:
+    m = message
+    return (
+        m.time,
+        m.vehicle_id,
+        m.event_id,
+        m.object_class.value,
+        m.distance_m,
+        m.closing_speed_mps,
+        m.bearing_deg,
+        m.confidence,
+        ttc_s(m.distance_m, m.closing_speed_mps),
+    )
+
+
+def driving_row(message: DrivingEvent) -> DrivingRow:
+    m = message
+    return (
+        m.time,
+        m.vehicle_id,
+        m.event_id,
+        m.type.value,
+        m.cause,
+        m.detail,
+        m.lat,
+        m.lon,
+        m.speed_kmh,
+        m.autopilot,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A message that could not be decoded or validated."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    raw: bytes | None
+    reason: str
+
+
+class AlertRow(Protocol):
+    """What the writer needs from an alert the engine changed (an ``alerts`` row)."""
+
+    @property
+    def alert_id(self) -> int | None: ...
+    @property
+    def vehicle_id(self) -> str: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def first_seen(self) -> datetime: ...
+    @property
+    def last_seen(self) -> datetime: ...
+    @property
+    def fired_at(self) -> datetime | None: ...
+    @property
+    def clear_since(self) -> datetime | None: ...
+    @property
+    def resolved_at(self) -> datetime | None: ...
+    @property
+    def breach_count(self) -> int: ...
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def summary(self) -> str: ...
+
+
+class TransitionRow(Protocol):
+    """One alert state change (an ``alert_transitions`` row, before its alert_id is known)."""
+
+    @property
+    def time(self) -> datetime: ...
+    @property
+    def vehicle_id(self) -> str: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def from_state(self) -> str | None: ...
+    @property
+    def to_state(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def value(self) -> float | None: ...
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one transaction writes.
+
+    ``offsets`` is the next offset to read per partition after this batch;
+    ``expected_offsets`` is what this consumer believes is stored now (None: no row).
+    ``alerts[i]`` pairs with ``alert_keys[i]``, a key the caller uses to learn the
+    ``alert_id`` given to a new alert; each transition names its alert by the same key
+    in ``transition_keys``.
+    """
+
+    group: str
+    telemetry: list[TelemetryRow] = field(default_factory=list)
+    perception: list[PerceptionRow] = field(default_factory=list)
+    driving: list[DrivingRow] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    alerts: list[AlertRow] = field(default_factory=list)
+    alert_keys: list[object] = field(default_factory=list)
+    transitions: list[TransitionRow] = field(default_factory=list)
+    transition_keys: list[object] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    expected_offsets: dict[TopicPartition, int | None] = field(default_factory=dict)
+
+    @property
+    def events(self) -> int:
+        return len(self.telemetry) + len(self.perception) + len(self.driving)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    stored: int
+    rejected: int
+    alert_ids: dict[object, int]
+    """Alert key -> alert_id, for every alert in the batch (new ones included)."""
+
+
+class OffsetConflict(Exception):
+    """The stored offsets are not where this consumer left them: someone else wrote them."""
+
+    def __init__(self, partitions: Sequence[TopicPartition]) -> None:
+        names = ", ".join(f"{t}[{p}]" for t, p in partitions)
+        super().__init__(f"offsets of {names} were moved by another consumer")
+        self.partitions = list(partitions)
+
+
+RollupMerge = Callable[
+    [psycopg.Cursor[Any], Sequence[TelemetryRow], Sequence[PerceptionRow], Sequence[DrivingRow]],
+    None,
+]
+
+_rollup_merge: RollupMerge | None = None
+_rollup_resolved = False
+
+
+def rollup_merge() -> RollupMerge:
+    """``fleetwatch.store.rollups.merge`` when that module exists, else the built-in merge."""
+    global _rollup_merge, _rollup_resolved
+    if not _rollup_resolved:
+        if importlib.util.find_spec("fleetwatch.store.rollups") is not None:
+            module = importlib.import_module("fleetwatch.store.rollups")
+            _rollup_merge = getattr(module, "merge", None)
+        _rollup_resolved = True
+    return _rollup_merge if _rollup_merge is not None else merge_vehicle_minute
+
+
+def _copy(
+    cur: psycopg.Cursor[Any],
+    table: str,
+    columns: Sequence[str],
+    types: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    if not rows:
+        return
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with cur.copy(statement) as copy:
+        copy.set_types(list(types))
+        write_row = copy.write_row
+        for row in rows:
+            write_row(row)
+
+
+def copy_events(
+    cur: psycopg.Cursor[Any],
+    telemetry: Sequence[TelemetryRow],
+    perception: Sequence[PerceptionRow],
+    driving: Sequence[DrivingRow],
+) -> None:
+    """COPY the event rows into their tables (used by the writer and the benchmark)."""
+    _copy(cur, "telemetry", TELEMETRY_COLUMNS, _TELEMETRY_TYPES, telemetry)
+    _copy(cur, "perception_events", PERCEPTION_COLUMNS, _PERCEPTION_TYPES, perception)
+    _copy(cur, "driving_events", DRIVING_COLUMNS, _DRIVING_TYPES, driving)
+
+
+def _fence_offsets(cur: psycopg.Cursor[Any], batch: Batch) -> None:
+    if not batch.offsets:
+        return
+    topics = [t for t, _ in batch.offsets]
+    partitions = [p for _, p in batch.offsets]
+    stored = {
+        (t, p): o
+        for t, p, o in cur.execute(
+            "SELECT o.topic, o.partition, o.next_offset FROM ingest_offsets o"
+            " JOIN unnest(%s::text[], %s::int[]) AS b(topic, partition)"
+            "   USING (topic, partition)"
+            " WHERE o.consumer_group = %s"
+            " FOR UPDATE OF o",
+            (topics, partitions, batch.group),
+        )
+    }
+    moved = [
+        tp
+        for tp in batch.offsets
+        if tp in batch.expected_offsets and stored.get(tp) != batch.expected_offsets[tp]
+    ]
+    if moved:
+        raise OffsetConflict(sorted(moved))
+
+
+def _store_offsets(cur: psycopg.Cursor[Any], batch: Batch) -> None:
+    if not batch.offsets:
+        return
+    items = sorted(batch.offsets.items())
+    cur.execute(
+        "INSERT INTO ingest_offsets (consumer_group, topic, partition, next_offset)"
+        " SELECT %s, b.topic, b.partition, b.next_offset"
+        " FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS b(topic, partition, next_offset)"
+        " ON CONFLICT (consumer_group, topic, partition) DO UPDATE"
+        " SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+        (
+            batch.group,
+            [t for (t, _), _ in items],
+            [p for (_, p), _ in items],
+            [o for _, o in items],
+        ),
+    )
+
+
+def _latest_per_vehicle(rows: Sequence[TelemetryRow]) -> list[tuple[TelemetryRow, datetime]]:
+    latest: dict[str, TelemetryRow] = {}
+    first: dict[str, datetime] = {}
+    for row in rows:
+        vehicle = row[_T_VEHICLE]
+        current = latest.get(vehicle)
+        if current is None:
+            latest[vehicle] = row
+            first[vehicle] = row[_T_TIME]
+        else:
+            if row[_T_TIME] >= current[_T_TIME]:
+                latest[vehicle] = row
+            if row[_T_TIME] < first[vehicle]:
+                first[vehicle] = row[_T_TIME]
+    return [(latest[v], first[v]) for v in sorted(latest)]
+
+
+def upsert_vehicles(cur: psycopg.Cursor[Any], rows: Sequence[TelemetryRow]) -> None:
+    """Latest state per vehicle; an older sample never overwrites a newer one."""
+    if not rows:
+        return
+    latest = _latest_per_vehicle(rows)
+    cols = list(zip(*[row[:15] for row, _ in latest], strict=True))
+    cur.execute(
+        """
+        INSERT INTO vehicles (vehicle_id, first_seen, last_seen, speed_kmh, speed_limit_kmh,
+            lat, lon, heading_deg, battery_pct, range_km, odometer_km, autopilot, city,
+            route_id, trip_id)
+        SELECT v.vehicle_id, v.first_seen, v.last_seen, v.speed_kmh, v.speed_limit_kmh,
+            v.lat, v.lon, v.heading_deg, v.battery_pct, v.range_km, v.odometer_km,
+            v.autopilot, v.city, v.route_id, v.trip_id
+        FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::real[], %s::real[],
+            %s::float8[], %s::float8[], %s::real[], %s::real[], %s::real[], %s::float8[],
+            %s::bool[], %s::text[], %s::text[], %s::text[])
+            AS v(vehicle_id, first_seen, last_seen, speed_kmh, speed_limit_kmh, lat, lon,
+                 heading_deg, battery_pct, range_km, odometer_km, autopilot, city,
+                 route_id, trip_id)
+        ON CONFLICT (vehicle_id) DO UPDATE SET
+            first_seen = LEAST(vehicles.first_seen, EXCLUDED.first_seen),
+            last_seen = EXCLUDED.last_seen,
+            speed_kmh = EXCLUDED.speed_kmh,
+            speed_limit_kmh = EXCLUDED.speed_limit_kmh,
+            lat = EXCLUDED.lat,
+            lon = EXCLUDED.lon,
+            heading_deg = EXCLUDED.heading_deg,
+            battery_pct = EXCLUDED.battery_pct,
+            range_km = EXCLUDED.range_km,
+            odometer_km = EXCLUDED.odometer_km,
+            autopilot = EXCLUDED.autopilot,
+            city = EXCLUDED.city,
+            route_id = EXCLUDED.route_id,
+            trip_id = EXCLUDED.trip_id
+        WHERE vehicles.last_seen <= EXCLUDED.last_seen
+        """,
+        (
+            list(cols[1]),
+            [f for _, f in latest],
+            list(cols[0]),
+            list(cols[3]),
+            list(cols[4]),
+            list(cols[5]),
+            list(cols[6]),
+            list(cols[7]),
+            list(cols[8]),
+            list(cols[9]),
+            list(cols[10]),
+            list(cols[11]),
+            list(cols[12]),
+            list(cols[13]),
+            list(cols[14]),
+        ),
+    )
+
+
+def _minute(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0)
+
+
+def merge_vehicle_minute(
+    cur: psycopg.Cursor[Any],
+    telemetry: Sequence[TelemetryRow],
+    perception: Sequence[PerceptionRow],
+    driving: Sequence[DrivingRow],
+) -> None:
+    """Merge telemetry into ``vehicle_minute``; every column merges associatively."""
+    if not telemetry:
+        return
+    acc: dict[tuple[str, datetime], list[Any]] = {}
+    for row in telemetry:
+        key = (row[_T_VEHICLE], _minute(row[_T_TIME]))
+        speed = row[_T_SPEED]
+        limit = row[_T_LIMIT]
+        battery = row[_T_BATTERY]
+        odometer = row[_T_ODOMETER]
+        autopilot = row[_T_AUTOPILOT]
+        step = row[_T_STEP]
+        a = acc.get(key)
+        if a is None:
+            acc[key] = [
+                1,
+                1 if autopilot else 0,
+                1 if speed >= MOVING_KMH else 0,
+                1 if speed > limit else 0,
+                odometer,
+                odometer,
+                step,
+                step if autopilot else 0.0,
+                speed,
+                speed,
+                limit,
+                battery,
+                battery,
+            ]
+            continue
+        a[0] += 1
+        if autopilot:
+            a[1] += 1
+            a[7] += step
+        if speed >= MOVING_KMH:
+            a[2] += 1
+        if speed > limit:
+            a[3] += 1
+        if odometer < a[4]:
+            a[4] = odometer
+        if odometer > a[5]:
+            a[5] = odometer
+        a[6] += step
+        a[8] += speed
+        if speed > a[9]:
+            a[9] = speed
+        if limit > a[10]:
+            a[10] = limit
+        if battery < a[11]:
+            a[11] = battery
+        if battery > a[12]:
+            a[12] = battery
+    keys = sorted(acc)
+    values = [acc[k] for k in keys]
+    cols = list(zip(*values, strict=True))
+    cur.execute(
+        """
+        INSERT INTO vehicle_minute AS m (bucket, vehicle_id, samples, autopilot_samples,
+            moving_samples, over_limit_samples, odometer_first, odometer_last, distance_km,
+            autonomous_km, speed_sum_kmh, speed_max_kmh, speed_limit_max_kmh,
+            battery_min_pct, battery_max_pct)
+        SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::int[], %s::int[], %s::int[],
+            %s::int[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[],
+            %s::real[], %s::real[], %s::real[], %s::real[])
+        ON CONFLICT (vehicle_id, bucket) DO UPDATE SET
+            samples = m.samples + EXCLUDED.samples,
+            autopilot_samples = m.autopilot_samples + EXCLUDED.autopilot_samples,
+            moving_samples = m.moving_samples + EXCLUDED.moving_samples,
+            over_limit_samples = m.over_limit_samples + EXCLUDED.over_limit_samples,
+            odometer_first = LEAST(m.odometer_first, EXCLUDED.odometer_first),
+            odometer_last = GREATEST(m.odometer_last, EXCLUDED.odometer_last),
+            distance_km = m.distance_km + EXCLUDED.distance_km,
+            autonomous_km = m.autonomous_km + EXCLUDED.autonomous_km,
+            speed_sum_kmh = m.speed_sum_kmh + EXCLUDED.speed_sum_kmh,
+            speed_max_kmh = GREATEST(m.speed_max_kmh, EXCLUDED.speed_max_kmh),
+            speed_limit_max_kmh = GREATEST(m.speed_limit_max_kmh, EXCLUDED.speed_limit_max_kmh),
+            battery_min_pct = LEAST(m.battery_min_pct, EXCLUDED.battery_min_pct),
+            battery_max_pct = GREATEST(m.battery_max_pct, EXCLUDED.battery_max_pct)
+        """,
+        (
+            [k[1] for k in keys],
+            [k[0] for k in keys],
+            *[list(c) for c in cols[:8]],
+            list(cols[8]),
+            list(cols[9]),
+            list(cols[10]),
+            list(cols[11]),
+            list(cols[12]),
+        ),
+    )
+
+
+def _write_rejects(cur: psycopg.Cursor[Any], batch: Batch, now: datetime) -> None:
+    if not batch.rejects:
+        return
+    rows = [
+        (
+            now,
+            batch.group,
+            r.topic,
+            r.partition,
+            r.offset,
+            r.key,
+            None if r.raw is None else r.raw[:REJECT_RAW_MAX_BYTES],
+            0 if r.raw is None else len(r.raw),
+            r.reason,
+        )
+        for r in batch.rejects
+    ]
+    _copy(cur, "rejects", _REJECT_COLUMNS, _REJECT_TYPES, rows)
+
+
+_ALERT_INSERT: Final = """
+    INSERT INTO alerts (vehicle_id, rule, state, severity, first_seen, last_seen, fired_at,
+        clear_since, resolved_at, breach_count, value, summary, updated_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+    RETURNING alert_id
+"""
+
+# Lifecycle columns only: acked_by, acked_at and ack_until belong to the operator.
+_ALERT_UPDATE: Final = """
+    UPDATE alerts SET state = %s, severity = %s, first_seen = %s, last_seen = %s,
+        fired_at = %s, clear_since = %s, resolved_at = %s, breach_count = %s, value = %s,
+        summary = %s, updated_at = now()
+    WHERE alert_id = %s
+"""
+
+
+def _write_alerts(cur: psycopg.Cursor[Any], batch: Batch) -> dict[object, int]:
+    ids: dict[object, int] = {}
+    updates: list[tuple[Any, ...]] = []
+    for alert, key in zip(batch.alerts, batch.alert_keys, strict=True):
+        lifecycle = (
+            alert.state,
+            alert.severity,
+            alert.first_seen,
+            alert.last_seen,
+            alert.fired_at,
+            alert.clear_since,
+            alert.resolved_at,
+            alert.breach_count,
+            alert.value,
+            alert.summary,
+        )
+        known = alert.alert_id if alert.alert_id is not None else ids.get(key)
+        if known is None:
+            row = cur.execute(_ALERT_INSERT, (alert.vehicle_id, alert.rule, *lifecycle)).fetchone()
+            assert row is not None
+            ids[key] = int(row[0])
+        else:
+            ids[key] = known
+            updates.append((*lifecycle, known))
+    if updates:
+        cur.executemany(_ALERT_UPDATE, updates)
+    if batch.transitions:
+        rows = []
+        for transition, key in zip(batch.transitions, batch.transition_keys, strict=True):
+            alert_id = ids.get(key)
+            if alert_id is None:
+                raise ValueError(f"transition of {transition.rule} names an unknown alert")
+            rows.append(
+                (
+                    transition.time,
+                    alert_id,
+                    transition.vehicle_id,
+                    transition.rule,
+                    transition.from_state,
+                    transition.to_state,
+                    transition.severity,
+                    transition.value,
+                )
+            )
+        _copy(
+            cur,
+            "alert_transitions",
+            (
+                "time",
+                "alert_id",
+                "vehicle_id",
+                "rule",
+                "from_state",
+                "to_state",
+                "severity",
+                "value",
+            ),
+            ("timestamptz", "int8", "text", "text", "text", "text", "text", "float8"),
+            rows,
+        )
+    return ids
+
+
+def write_batch(
+    conn: psycopg.Connection[Any],
+    batch: Batch,
+    *,
+    now: datetime | None = None,
+    merge: RollupMerge | None = None,
+) -> WriteResult:
+    """Write ``batch`` in one transaction and commit; raise :class:`OffsetConflict` if the
+    stored offsets moved (nothing is written then).
+
+    ``now`` stamps the rejects (default: the current UTC time).
+    """
+    now = now if now is not None else datetime.now(timezone.utc)
+    merge = merge if merge is not None else rollup_merge()
+    with conn.transaction(), conn.cursor() as cur:
+        _fence_offsets(cur, batch)
+        copy_events(cur, batch.telemetry, batch.perception, batch.driving)
+        upsert_vehicles(cur, batch.telemetry)
+        merge(cur, batch.telemetry, batch.perception, batch.driving)
+        alert_ids = _write_alerts(cur, batch)
+        _write_rejects(cur, batch, now)
+        _store_offsets(cur, batch)
+    return WriteResult(stored=batch.events, rejected=len(batch.rejects), alert_ids=alert_ids)
+
+
+def load_offsets(
+    conn: psycopg.Connection[Any], group: str, partitions: Sequence[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The stored next offset of each of ``partitions`` that has one."""
+    if not partitions:
+        return {}
+    rows = conn.execute(
+        "SELECT topic, partition, next_offset FROM ingest_offsets"
+        " WHERE consumer_group = %s AND (topic, partition) IN"
+        " (SELECT * FROM unnest(%s::text[], %s::int[]))",
+        (group, [t for t, _ in partitions], [p for _, p in partitions]),
+    ).fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    return {(t, p): int(o) for t, p, o in rows}
+
+
+def last_odometers(
+    conn: psycopg.Connection[Any], vehicle_ids: Sequence[str]
+) -> dict[str, tuple[datetime, float]]:
+    """``vehicle_id -> (time, odometer_km)`` of the latest stored sample of each vehicle."""
+    if not vehicle_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT vehicle_id, last_seen, odometer_km FROM vehicles WHERE vehicle_id = ANY(%s)",
+        (list(vehicle_ids),),
+    ).fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    return {v: (t, float(o)) for v, t, o in rows}
