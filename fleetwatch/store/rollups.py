@@ -1,0 +1,464 @@
+"""Per-minute rollups merged by the ingestor in the batch's transaction, and data retention.
+
+The writer calls :func:`merge` inside the transaction that copies a batch, so the
+rollups are always exactly consistent with the raw rows, on every backend (plain
+PostgreSQL, TimescaleDB Apache or community licence). Each batch is aggregated in
+Python per key, then merged with one ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO
+UPDATE`` per table. Every column merges associatively (sums, minima, maxima, and
+"first"/"last" values chosen by their sample time), so a batch may be split or
+batches applied in any order and the result is the same.
+
+Tables (``sql/001_core.sql`` and ``sql/002_rollups.sql``):
+
+- ``vehicle_minute`` (vehicle, minute): samples, autopilot/moving/over-limit samples,
+  odometer of the first and last reading (with their times), distance and
+  autonomous distance (sums of ``step_km``), the step of the first reading (so a
+  window can exclude the distance driven before it), speed sum/max, road limit max,
+  battery min/max/last, last position, speed and autopilot state.
+- ``fleet_minute`` (minute): the fleet's samples, autopilot and moving samples,
+  distance and autonomous distance, interventions and disengagements.
+- ``perception_minute`` (minute, object class): events, closing events.
+- ``perception_hist_minute`` (minute, kind, bin): distance and time-to-collision
+  histograms with the fixed edges :data:`DISTANCE_EDGES_M` and :data:`TTC_EDGES_S`.
+
+Rows are merged in key order, so concurrent ingestors of one consumer group (which
+share the fleet-wide minute rows) wait for each other rather than deadlock.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final, Protocol
+
+import psycopg
+from psycopg import sql
+
+from fleetwatch.model import DrivingEvent, DrivingEventType, PerceptionEvent, Telemetry
+
+MOVING_KMH: Final = 1.0
+"""A vehicle faster than this is moving."""
+
+DISTANCE_EDGES_M: Final = (0.0, 5.0, 10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0)
+"""Lower edges of the perception distance histogram bins (the last bin is open)."""
+
+TTC_EDGES_S: Final = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0)
+"""Lower edges of the time-to-collision histogram bins (the last bin is open)."""
+
+EVENT_TABLES: Final = ("telemetry", "perception_events", "driving_events", "alert_transitions")
+"""Raw tables subject to retention (the rollups are kept)."""
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def time_to_collision_s(distance_m: float, closing_speed_mps: float) -> float | None:
+    """Distance / closing speed when the object closes in, else None."""
+    if closing_speed_mps <= 0:
+        return None
+    return distance_m / closing_speed_mps
+
+
+def histogram_bin(value: float, edges: Sequence[float]) -> int:
+    """Index of the bin of ``value`` (as SQL ``width_bucket(value, edges) - 1``)."""
+    return bisect_right(edges, value) - 1
+
+
+def _minute(moment: datetime) -> int:
+    return int(moment.timestamp()) // 60
+
+
+def _bucket(minute: int) -> datetime:
+    return _EPOCH + timedelta(minutes=minute)
+
+
+# --------------------------------------------------------------------------- SQL
+
+VEHICLE_MINUTE_MERGE_SQL: Final = """
+INSERT INTO vehicle_minute (
+    bucket, vehicle_id, samples, autopilot_samples, moving_samples, over_limit_samples,
+    odometer_first, odometer_last, distance_km, autonomous_km, speed_sum_kmh, speed_max_kmh,
+    speed_limit_max_kmh, battery_min_pct, battery_max_pct,
+    first_time, last_time, first_step_km, first_autonomous_step_km,
+    battery_last_pct, lat_last, lon_last, speed_last_kmh, autopilot_last)
+SELECT * FROM unnest(
+    %s::timestamptz[], %s::text[], %s::int[], %s::int[], %s::int[], %s::int[],
+    %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::real[],
+    %s::real[], %s::real[], %s::real[],
+    %s::timestamptz[], %s::timestamptz[], %s::float8[], %s::float8[],
+    %s::real[], %s::float8[], %s::float8[], %s::real[], %s::bool[])
+ORDER BY 2, 1
+ON CONFLICT (vehicle_id, bucket) DO UPDATE SET
+    samples = vehicle_minute.samples + EXCLUDED.samples,
+    autopilot_samples = vehicle_minute.autopilot_samples + EXCLUDED.autopilot_samples,
+    moving_samples = vehicle_minute.moving_samples + EXCLUDED.moving_samples,
+    over_limit_samples = vehicle_minute.over_limit_samples + EXCLUDED.over_limit_samples,
+    distance_km = vehicle_minute.distance_km + EXCLUDED.distance_km,
+    autonomous_km = vehicle_minute.autonomous_km + EXCLUDED.autonomous_km,
+    speed_sum_kmh = vehicle_minute.speed_sum_kmh + EXCLUDED.speed_sum_kmh,
+    speed_max_kmh = greatest(vehicle_minute.speed_max_kmh, EXCLUDED.speed_max_kmh),
+    speed_limit_max_kmh = greatest(vehicle_minute.speed_limit_max_kmh,
+                                   EXCLUDED.speed_limit_max_kmh),
+    battery_min_pct = least(vehicle_minute.battery_min_pct, EXCLUDED.battery_min_pct),
+    battery_max_pct = greatest(vehicle_minute.battery_max_pct, EXCLUDED.battery_max_pct),
+    odometer_first = CASE WHEN EXCLUDED.first_time < vehicle_minute.first_time
+        THEN EXCLUDED.odometer_first ELSE vehicle_minute.odometer_first END,
+    first_step_km = CASE WHEN EXCLUDED.first_time < vehicle_minute.first_time
+        THEN EXCLUDED.first_step_km ELSE vehicle_minute.first_step_km END,
+    first_autonomous_step_km = CASE WHEN EXCLUDED.first_time < vehicle_minute.first_time
+        THEN EXCLUDED.first_autonomous_step_km ELSE vehicle_minute.first_autonomous_step_km END,
+    first_time = least(vehicle_minute.first_time, EXCLUDED.first_time),
+    odometer_last = CASE WHEN EXCLUDED.last_time >= vehicle_minute.last_time
+        THEN EXCLUDED.odometer_last ELSE vehicle_minute.odometer_last END,
+    battery_last_pct = CASE WHEN EXCLUDED.last_time >= vehicle_minute.last_time
+        THEN EXCLUDED.battery_last_pct ELSE vehicle_minute.battery_last_pct END,
+    lat_last = CASE WHEN EXCLUDED.last_time >= vehicle_minute.last_time
+        THEN EXCLUDED.lat_last ELSE vehicle_minute.lat_last END,
+    lon_last = CASE WHEN EXCLUDED.last_time >= vehicle_minute.last_time
+        THEN EXCLUDED.lon_last ELSE vehicle_minute.lon_last END,
+    speed_last_kmh = CASE WHEN EXCLUDED.last_time >= vehicle_minute.last_time
+        THEN EXCLUDED.speed_last_kmh ELSE vehicle_minute.speed_last_kmh END,
+    autopilot_last = CASE WHEN EXCLUDED.last_time >= vehicle_minute.last_time
+        THEN EXCLUDED.autopilot_last ELSE vehicle_minute.autopilot_last END,
+    last_time = greatest(vehicle_minute.last_time, EXCLUDED.last_time)
+"""
+
+FLEET_MINUTE_MERGE_SQL: Final = """
+INSERT INTO fleet_minute (
+    bucket, samples, autopilot_samples, moving_samples, distance_km, autonomous_km,
+    interventions, disengagements)
+SELECT * FROM unnest(
+    %s::timestamptz[], %s::bigint[], %s::bigint[], %s::bigint[], %s::float8[], %s::float8[],
+    %s::bigint[], %s::bigint[])
+ORDER BY 1
+ON CONFLICT (bucket) DO UPDATE SET
+    samples = fleet_minute.samples + EXCLUDED.samples,
+    autopilot_samples = fleet_minute.autopilot_samples + EXCLUDED.autopilot_samples,
+    moving_samples = fleet_minute.moving_samples + EXCLUDED.moving_samples,
+    distance_km = fleet_minute.distance_km + EXCLUDED.distance_km,
+    autonomous_km = fleet_minute.autonomous_km + EXCLUDED.autonomous_km,
+    interventions = fleet_minute.interventions + EXCLUDED.interventions,
+    disengagements = fleet_minute.disengagements + EXCLUDED.disengagements
+"""
+
+PERCEPTION_MINUTE_MERGE_SQL: Final = """
+INSERT INTO perception_minute (bucket, object_class, events, closing_events)
+SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::bigint[], %s::bigint[])
+ORDER BY 1, 2
+ON CONFLICT (bucket, object_class) DO UPDATE SET
+    events = perception_minute.events + EXCLUDED.events,
+    closing_events = perception_minute.closing_events + EXCLUDED.closing_events
+"""
+
+PERCEPTION_HIST_MERGE_SQL: Final = """
+INSERT INTO perception_hist_minute (bucket, kind, bin, events)
+SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::smallint[], %s::bigint[])
+ORDER BY 1, 2, 3
+ON CONFLICT (bucket, kind, bin) DO UPDATE SET
+    events = perception_hist_minute.events + EXCLUDED.events
+"""
+
+
+# --------------------------------------------------------------------------- merge
+
+
+class _VehicleMinute:
+    __slots__ = (
+        "autonomous_km",
+        "autopilot_last",
+        "autopilot_samples",
+        "battery_last",
+        "battery_max",
+        "battery_min",
+        "distance_km",
+        "first_autonomous_step",
+        "first_step",
+        "first_time",
+        "last_time",
+        "lat_last",
+        "limit_max",
+        "lon_last",
+        "moving",
+        "odometer_first",
+        "odometer_last",
+        "over_limit",
+        "samples",
+        "speed_last",
+        "speed_max",
+        "speed_sum",
+    )
+
+    def __init__(self, t: Telemetry, step_km: float) -> None:
+        self.samples = 0
+        self.autopilot_samples = 0
+        self.moving = 0
+        self.over_limit = 0
+        self.distance_km = 0.0
+        self.autonomous_km = 0.0
+        self.speed_sum = 0.0
+        self.speed_max = t.speed_kmh
+        self.limit_max = t.speed_limit_kmh
+        self.battery_min = t.battery_pct
+        self.battery_max = t.battery_pct
+        self.first_time = t.time
+        self.first_step = step_km
+        self.first_autonomous_step = step_km if t.autopilot else 0.0
+        self.odometer_first = t.odometer_km
+        self.last_time = t.time
+        self.odometer_last = t.odometer_km
+        self.battery_last = t.battery_pct
+        self.lat_last = t.lat
+        self.lon_last = t.lon
+        self.speed_last = t.speed_kmh
+        self.autopilot_last = t.autopilot
+
+    def add(self, t: Telemetry, step_km: float) -> None:
+        self.samples += 1
+        speed = t.speed_kmh
+        self.speed_sum += speed
+        if speed > MOVING_KMH:
+            self.moving += 1
+        if speed > t.speed_limit_kmh:
+            self.over_limit += 1
+        self.distance_km += step_km
+        if t.autopilot:
+            self.autopilot_samples += 1
+            self.autonomous_km += step_km
+        if speed > self.speed_max:
+            self.speed_max = speed
+        if t.speed_limit_kmh > self.limit_max:
+            self.limit_max = t.speed_limit_kmh
+        battery = t.battery_pct
+        if battery < self.battery_min:
+            self.battery_min = battery
+        if battery > self.battery_max:
+            self.battery_max = battery
+        time = t.time
+        if time < self.first_time:
+            self.first_time = time
+            self.first_step = step_km
+            self.first_autonomous_step = step_km if t.autopilot else 0.0
+            self.odometer_first = t.odometer_km
+        if time >= self.last_time:
+            self.last_time = time
+            self.odometer_last = t.odometer_km
+            self.battery_last = battery
+            self.lat_last = t.lat
+            self.lon_last = t.lon
+            self.speed_last = speed
+            self.autopilot_last = t.autopilot
+
+
+def _vehicle_minute_params(minutes: dict[tuple[str, int], _VehicleMinute]) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in range(24)]
+    for (vehicle_id, minute), m in minutes.items():
+        values = (
+            _bucket(minute),
+            vehicle_id,
+            m.samples,
+            m.autopilot_samples,
+            m.moving,
+            m.over_limit,
+            m.odometer_first,
+            m.odometer_last,
+            m.distance_km,
+            m.autonomous_km,
+            m.speed_sum,
+            m.speed_max,
+            m.limit_max,
+            m.battery_min,
+            m.battery_max,
+            m.first_time,
+            m.last_time,
+            m.first_step,
+            m.first_autonomous_step,
+            m.battery_last,
+            m.lat_last,
+            m.lon_last,
+            m.speed_last,
+            m.autopilot_last,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return columns
+
+
+def merge(
+    cur: psycopg.Cursor[Any],
+    telemetry_rows: Sequence[tuple[Telemetry, float]],
+    perception_rows: Sequence[PerceptionEvent],
+    driving_rows: Sequence[DrivingEvent],
+) -> None:
+    """Merge one batch into the rollups, inside the caller's transaction.
+
+    ``telemetry_rows`` are ``(message, step_km)`` pairs, ``step_km`` being the odometer
+    delta since the vehicle's previous sample as written to ``telemetry.step_km``.
+    """
+    vehicle_minutes: dict[tuple[str, int], _VehicleMinute] = {}
+    # fleet minute -> [samples, autopilot, moving, distance, autonomous, interv., diseng.]
+    fleet: dict[int, list[Any]] = {}
+    for t, step_km in telemetry_rows:
+        minute = _minute(t.time)
+        key = (t.vehicle_id, minute)
+        vm = vehicle_minutes.get(key)
+        if vm is None:
+            vm = vehicle_minutes[key] = _VehicleMinute(t, step_km)
+        vm.add(t, step_km)
+        f = fleet.get(minute)
+        if f is None:
+            f = fleet[minute] = [0, 0, 0, 0.0, 0.0, 0, 0]
+        f[0] += 1
+        f[3] += step_km
+        if t.autopilot:
+            f[1] += 1
+            f[4] += step_km
+        if t.speed_kmh > MOVING_KMH:
+            f[2] += 1
+    for d in driving_rows:
+        if d.type is DrivingEventType.INTERVENTION:
+            index = 5
+        elif d.type is DrivingEventType.DISENGAGEMENT:
+            index = 6
+        else:
+            continue
+        minute = _minute(d.time)
+        f = fleet.get(minute)
+        if f is None:
+            f = fleet[minute] = [0, 0, 0, 0.0, 0.0, 0, 0]
+        f[index] += 1
+
+    classes: dict[tuple[int, str], list[int]] = {}
+    hist: dict[tuple[int, str, int], int] = {}
+    for p in perception_rows:
+        minute = _minute(p.time)
+        class_key = (minute, p.object_class.value)
+        counts = classes.get(class_key)
+        if counts is None:
+            counts = classes[class_key] = [0, 0]
+        counts[0] += 1
+        dist_key = (minute, "distance", histogram_bin(p.distance_m, DISTANCE_EDGES_M))
+        hist[dist_key] = hist.get(dist_key, 0) + 1
+        ttc = time_to_collision_s(p.distance_m, p.closing_speed_mps)
+        if ttc is not None:
+            counts[1] += 1
+            ttc_key = (minute, "ttc", histogram_bin(ttc, TTC_EDGES_S))
+            hist[ttc_key] = hist.get(ttc_key, 0) + 1
+
+    if vehicle_minutes:
+        cur.execute(VEHICLE_MINUTE_MERGE_SQL, _vehicle_minute_params(vehicle_minutes))
+    if fleet:
+        keys = sorted(fleet)
+        cur.execute(
+            FLEET_MINUTE_MERGE_SQL,
+            [[_bucket(k) for k in keys]] + [[fleet[k][i] for k in keys] for i in range(7)],
+        )
+    if classes:
+        class_keys = sorted(classes)
+        cur.execute(
+            PERCEPTION_MINUTE_MERGE_SQL,
+            [
+                [_bucket(m) for m, _ in class_keys],
+                [c for _, c in class_keys],
+                [classes[k][0] for k in class_keys],
+                [classes[k][1] for k in class_keys],
+            ],
+        )
+    if hist:
+        hist_keys = sorted(hist)
+        cur.execute(
+            PERCEPTION_HIST_MERGE_SQL,
+            [
+                [_bucket(m) for m, _, _ in hist_keys],
+                [k for _, k, _ in hist_keys],
+                [b for _, _, b in hist_keys],
+                [hist[k] for k in hist_keys],
+            ],
+        )
+
+
+# --------------------------------------------------------------------------- retention
+
+
+class BackendFlags(Protocol):
+    """The part of ``fleetwatch.store.capabilities.Capabilities`` used here."""
+
+    @property
+    def timescaledb(self) -> bool: ...
+
+
+def enforce_retention(
+    conn: psycopg.Connection[Any],
+    capabilities: BackendFlags,
+    retention_days: int,
+    now: datetime,
+) -> dict[str, int]:
+    """Delete raw events older than ``retention_days`` (rollups are kept).
+
+    With TimescaleDB whole chunks are dropped (``drop_chunks``); on plain PostgreSQL
+    rows are deleted. Returns, per table, the chunks dropped or rows deleted. Where
+    the community licence runs retention policies (:func:`policy_statements`) this
+    is a no-op in effect but harmless.
+    """
+    cutoff = now - timedelta(days=retention_days)
+    done: dict[str, int] = {}
+    with conn.transaction(), conn.cursor() as cur:
+        for table in EVENT_TABLES:
+            if capabilities.timescaledb and _is_hypertable(cur, table):
+                cur.execute(
+                    "SELECT count(*) FROM drop_chunks(%s::regclass, older_than => %s)",
+                    (table, cutoff),
+                )
+                row = cur.fetchone()
+                done[table] = int(row[0]) if row else 0
+            else:
+                cur.execute(
+                    sql.SQL("DELETE FROM {} WHERE time < %s").format(sql.Identifier(table)),
+                    (cutoff,),
+                )
+                done[table] = cur.rowcount
+    return done
+
+
+def _is_hypertable(cur: psycopg.Cursor[Any], table: str) -> bool:
+    cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables"
+        " WHERE hypertable_name = %s)",
+        (table,),
+    )
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
+def policy_statements(retention_days: int, compress_after_days: int) -> list[sql.Composed]:
+    """Compression and retention policies for the TimescaleDB community licence only.
+
+    The Apache build and plain PostgreSQL have neither; there, :func:`enforce_retention`
+    runs from the ingestor instead. Rollups are the ingestor's tables on every backend
+    (one query path, exact answers at once); continuous aggregates are not used
+    because they would lag behind the live view and answer differently per backend.
+    """
+    statements: list[sql.Composed] = []
+    for table, segment_by in (
+        ("telemetry", "vehicle_id"),
+        ("perception_events", "vehicle_id"),
+        ("driving_events", "vehicle_id"),
+    ):
+        ident = sql.Identifier(table)
+        statements.append(
+            sql.SQL(
+                "ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {},"
+                " timescaledb.compress_orderby = 'time DESC')"
+            ).format(ident, sql.Literal(segment_by))
+        )
+        statements.append(
+            sql.SQL(
+                "SELECT add_compression_policy({}, {}::interval, if_not_exists => true)"
+            ).format(sql.Literal(table), sql.Literal(f"{compress_after_days} days"))
+        )
+    for table in EVENT_TABLES:
+        statements.append(
+            sql.SQL("SELECT add_retention_policy({}, {}::interval, if_not_exists => true)").format(
+                sql.Literal(table), sql.Literal(f"{retention_days} days")
+            )
+        )
+    return statements
