@@ -63,7 +63,7 @@ from fleetwatch.store.rollups import DISTANCE_EDGES_M, MOVING_KMH, TTC_EDGES_S
 Connection = psycopg.Connection[Any]
 
 KM_PER_MILE: Final = 1.609344
-SPEED_RULE: Final = "speeding"
+SPEED_RULE: Final = "speed_violation"
 """Alert rule name of a sustained speed violation."""
 COLLISION_RULE: Final = "collision_risk"
 """Alert rule name of a time-to-collision breach."""

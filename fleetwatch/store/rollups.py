@@ -35,7 +35,7 @@ from typing import Any, Final, Protocol
 import psycopg
 from psycopg import sql
 
-from fleetwatch.model import DrivingEvent, DrivingEventType, PerceptionEvent, Telemetry
+from fleetwatch.model import DrivingEventType
 
 MOVING_KMH: Final = 1.0
 """A vehicle faster than this is moving."""
@@ -162,6 +162,15 @@ ON CONFLICT (bucket, kind, bin) DO UPDATE SET
 # --------------------------------------------------------------------------- merge
 
 
+# Positions in the writer's row tuples (fleetwatch.store.writer.*_COLUMNS).
+_T_TIME, _T_VEHICLE, _T_SPEED, _T_LIMIT, _T_LAT, _T_LON = 0, 1, 3, 4, 5, 6
+_T_BATTERY, _T_ODOMETER, _T_AUTOPILOT, _T_STEP = 8, 10, 11, 15
+_P_TIME, _P_CLASS, _P_DISTANCE, _P_CLOSING = 0, 3, 4, 5
+_D_TIME, _D_TYPE = 0, 3
+_INTERVENTION: Final = DrivingEventType.INTERVENTION.value
+_DISENGAGEMENT: Final = DrivingEventType.DISENGAGEMENT.value
+
+
 class _VehicleMinute:
     __slots__ = (
         "autonomous_km",
@@ -188,7 +197,9 @@ class _VehicleMinute:
         "speed_sum",
     )
 
-    def __init__(self, t: Telemetry, step_km: float) -> None:
+    def __init__(self, row: Sequence[Any]) -> None:
+        autopilot = row[_T_AUTOPILOT]
+        step = row[_T_STEP]
         self.samples = 0
         self.autopilot_samples = 0
         self.moving = 0
@@ -196,62 +207,65 @@ class _VehicleMinute:
         self.distance_km = 0.0
         self.autonomous_km = 0.0
         self.speed_sum = 0.0
-        self.speed_max = t.speed_kmh
-        self.limit_max = t.speed_limit_kmh
-        self.battery_min = t.battery_pct
-        self.battery_max = t.battery_pct
-        self.first_time = t.time
-        self.first_step = step_km
-        self.first_autonomous_step = step_km if t.autopilot else 0.0
-        self.odometer_first = t.odometer_km
-        self.last_time = t.time
-        self.odometer_last = t.odometer_km
-        self.battery_last = t.battery_pct
-        self.lat_last = t.lat
-        self.lon_last = t.lon
-        self.speed_last = t.speed_kmh
-        self.autopilot_last = t.autopilot
+        self.speed_max = row[_T_SPEED]
+        self.limit_max = row[_T_LIMIT]
+        self.battery_min = row[_T_BATTERY]
+        self.battery_max = row[_T_BATTERY]
+        self.first_time = row[_T_TIME]
+        self.first_step = step
+        self.first_autonomous_step = step if autopilot else 0.0
+        self.odometer_first = row[_T_ODOMETER]
+        self.last_time = row[_T_TIME]
+        self.odometer_last = row[_T_ODOMETER]
+        self.battery_last = row[_T_BATTERY]
+        self.lat_last = row[_T_LAT]
+        self.lon_last = row[_T_LON]
+        self.speed_last = row[_T_SPEED]
+        self.autopilot_last = autopilot
 
-    def add(self, t: Telemetry, step_km: float) -> None:
+    def add(self, row: Sequence[Any]) -> None:
         self.samples += 1
-        speed = t.speed_kmh
+        speed = row[_T_SPEED]
+        limit = row[_T_LIMIT]
+        step = row[_T_STEP]
+        autopilot = row[_T_AUTOPILOT]
+        battery = row[_T_BATTERY]
+        time = row[_T_TIME]
         self.speed_sum += speed
         if speed > MOVING_KMH:
             self.moving += 1
-        if speed > t.speed_limit_kmh:
+        if speed > limit:
             self.over_limit += 1
-        self.distance_km += step_km
-        if t.autopilot:
+        self.distance_km += step
+        if autopilot:
             self.autopilot_samples += 1
-            self.autonomous_km += step_km
+            self.autonomous_km += step
         if speed > self.speed_max:
             self.speed_max = speed
-        if t.speed_limit_kmh > self.limit_max:
-            self.limit_max = t.speed_limit_kmh
-        battery = t.battery_pct
+        if limit > self.limit_max:
+            self.limit_max = limit
         if battery < self.battery_min:
             self.battery_min = battery
         if battery > self.battery_max:
             self.battery_max = battery
-        time = t.time
         if time < self.first_time:
             self.first_time = time
-            self.first_step = step_km
-            self.first_autonomous_step = step_km if t.autopilot else 0.0
-            self.odometer_first = t.odometer_km
+            self.first_step = step
+            self.first_autonomous_step = step if autopilot else 0.0
+            self.odometer_first = row[_T_ODOMETER]
         if time >= self.last_time:
             self.last_time = time
-            self.odometer_last = t.odometer_km
+            self.odometer_last = row[_T_ODOMETER]
             self.battery_last = battery
-            self.lat_last = t.lat
-            self.lon_last = t.lon
+            self.lat_last = row[_T_LAT]
+            self.lon_last = row[_T_LON]
             self.speed_last = speed
-            self.autopilot_last = t.autopilot
+            self.autopilot_last = autopilot
 
 
 def _vehicle_minute_params(minutes: dict[tuple[str, int], _VehicleMinute]) -> list[list[Any]]:
     columns: list[list[Any]] = [[] for _ in range(24)]
-    for (vehicle_id, minute), m in minutes.items():
+    for (vehicle_id, minute), m in sorted(minutes.items()):
         values = (
             _bucket(minute),
             vehicle_id,
@@ -285,43 +299,47 @@ def _vehicle_minute_params(minutes: dict[tuple[str, int], _VehicleMinute]) -> li
 
 def merge(
     cur: psycopg.Cursor[Any],
-    telemetry_rows: Sequence[tuple[Telemetry, float]],
-    perception_rows: Sequence[PerceptionEvent],
-    driving_rows: Sequence[DrivingEvent],
+    telemetry_rows: Sequence[Sequence[Any]],
+    perception_rows: Sequence[Sequence[Any]],
+    driving_rows: Sequence[Sequence[Any]],
 ) -> None:
     """Merge one batch into the rollups, inside the caller's transaction.
 
-    ``telemetry_rows`` are ``(message, step_km)`` pairs, ``step_km`` being the odometer
-    delta since the vehicle's previous sample as written to ``telemetry.step_km``.
+    Rows are the writer's tuples, in the column order of
+    ``fleetwatch.store.writer.TELEMETRY_COLUMNS`` (whose last column, ``step_km``, is
+    the odometer delta since the vehicle's previous sample), ``PERCEPTION_COLUMNS``
+    and ``DRIVING_COLUMNS``.
     """
     vehicle_minutes: dict[tuple[str, int], _VehicleMinute] = {}
     # fleet minute -> [samples, autopilot, moving, distance, autonomous, interv., diseng.]
     fleet: dict[int, list[Any]] = {}
-    for t, step_km in telemetry_rows:
-        minute = _minute(t.time)
-        key = (t.vehicle_id, minute)
+    for row in telemetry_rows:
+        minute = _minute(row[_T_TIME])
+        key = (row[_T_VEHICLE], minute)
         vm = vehicle_minutes.get(key)
         if vm is None:
-            vm = vehicle_minutes[key] = _VehicleMinute(t, step_km)
-        vm.add(t, step_km)
+            vm = vehicle_minutes[key] = _VehicleMinute(row)
+        vm.add(row)
         f = fleet.get(minute)
         if f is None:
             f = fleet[minute] = [0, 0, 0, 0.0, 0.0, 0, 0]
+        step = row[_T_STEP]
         f[0] += 1
-        f[3] += step_km
-        if t.autopilot:
+        f[3] += step
+        if row[_T_AUTOPILOT]:
             f[1] += 1
-            f[4] += step_km
-        if t.speed_kmh > MOVING_KMH:
+            f[4] += step
+        if row[_T_SPEED] > MOVING_KMH:
             f[2] += 1
-    for d in driving_rows:
-        if d.type is DrivingEventType.INTERVENTION:
+    for row in driving_rows:
+        kind = row[_D_TYPE]
+        if kind == _INTERVENTION:
             index = 5
-        elif d.type is DrivingEventType.DISENGAGEMENT:
+        elif kind == _DISENGAGEMENT:
             index = 6
         else:
             continue
-        minute = _minute(d.time)
+        minute = _minute(row[_D_TIME])
         f = fleet.get(minute)
         if f is None:
             f = fleet[minute] = [0, 0, 0, 0.0, 0.0, 0, 0]
@@ -329,19 +347,20 @@ def merge(
 
     classes: dict[tuple[int, str], list[int]] = {}
     hist: dict[tuple[int, str, int], int] = {}
-    for p in perception_rows:
-        minute = _minute(p.time)
-        class_key = (minute, p.object_class.value)
+    for row in perception_rows:
+        minute = _minute(row[_P_TIME])
+        class_key = (minute, row[_P_CLASS])
         counts = classes.get(class_key)
         if counts is None:
             counts = classes[class_key] = [0, 0]
         counts[0] += 1
-        dist_key = (minute, "distance", histogram_bin(p.distance_m, DISTANCE_EDGES_M))
+        distance = row[_P_DISTANCE]
+        dist_key = (minute, "distance", bisect_right(DISTANCE_EDGES_M, distance) - 1)
         hist[dist_key] = hist.get(dist_key, 0) + 1
-        ttc = time_to_collision_s(p.distance_m, p.closing_speed_mps)
-        if ttc is not None:
+        closing = row[_P_CLOSING]
+        if closing > 0:
             counts[1] += 1
-            ttc_key = (minute, "ttc", histogram_bin(ttc, TTC_EDGES_S))
+            ttc_key = (minute, "ttc", bisect_right(TTC_EDGES_S, distance / closing) - 1)
             hist[ttc_key] = hist.get(ttc_key, 0) + 1
 
     if vehicle_minutes:
