@@ -74,8 +74,12 @@ def _provisioned() -> tuple[str, str] | str:
     services = _services()
     states = services.status()
     if set(states.values()) != {"running"}:
-        if "foreign" in states.values():
-            return f"a process not started by tests/services.py holds a test port: {states}"
+        foreign = sorted(name for name, state in states.items() if state == "foreign")
+        if foreign:
+            return (
+                f"the {' and '.join(foreign)} test port is held by a process that "
+                "tests/services.py did not start (see `python tests/services.py status`)"
+            )
         if not services.is_built():
             return (
                 "no test servers: run `python tests/services.py up` (or `bash tests/check.sh`), "

@@ -236,6 +236,13 @@ def _read_pid(path: Path) -> int | None:
     return int(first) if first.isdigit() else None
 
 
+def _foreign(port: int, variable: str) -> ServiceError:
+    return ServiceError(
+        f"port {port} on 127.0.0.1 is held by a process that tests/services.py did not start; "
+        f"stop it or pick another port with {variable}"
+    )
+
+
 @contextlib.contextmanager
 def _locked(s: Settings) -> Iterator[None]:
     """Serialise up/down between concurrent callers (several test runs, several shells)."""
@@ -583,10 +590,7 @@ def start_pg(s: Settings) -> None:
     """Start our cluster unless it runs; then make sure it is the one answering on our port."""
     if _pg_pid(s) is None:
         if _port_open(s.pg_port):
-            raise ServiceError(
-                f"port {s.pg_port} on 127.0.0.1 is held by a process that tests/services.py did "
-                "not start; stop it or pick another port with FLEETWATCH_DEV_PG_PORT"
-            )
+            raise _foreign(s.pg_port, "FLEETWATCH_DEV_PG_PORT")
         _start_pg_process(s)
     _pg_bootstrap(s)
     if not _pg_is_ours(s):
@@ -778,10 +782,7 @@ def _start_kafka_process(s: Settings) -> int | None:
         return None  # ours, running or still starting
     for port in (s.kafka_port, s.kafka_controller_port):
         if _port_open(port):
-            raise ServiceError(
-                f"port {port} on 127.0.0.1 is held by a process that tests/services.py did not "
-                "start; stop it or pick other ports with FLEETWATCH_DEV_KAFKA_PORT"
-            )
+            raise _foreign(port, "FLEETWATCH_DEV_KAFKA_PORT")
     _write_kafka_config(s)
     classpath = f"{s.kafka_libs}/*"
     if not (s.kafka_data / "meta.properties").exists():
@@ -866,6 +867,12 @@ def up(s: Settings | None = None, *, build: bool = True) -> Settings:
     """Build what is missing, start both servers and wait until both answer."""
     s = s or settings()
     with _locked(s):
+        # refuse foreign servers before spending a minute on building
+        if _pg_pid(s) is None and _port_open(s.pg_port):
+            raise _foreign(s.pg_port, "FLEETWATCH_DEV_PG_PORT")
+        for port in (s.kafka_port, s.kafka_controller_port):
+            if _kafka_pid(s) is None and _port_open(port):
+                raise _foreign(port, "FLEETWATCH_DEV_KAFKA_PORT")
         ensure_timescaledb(s, build=build)
         ensure_kafka_jars(s, fetch=build)
         _start_kafka_process(s)  # the JVM warms up while PostgreSQL starts
