@@ -16,11 +16,12 @@ Rules (thresholds from :class:`fleetwatch.config.RuleSettings`):
     sample opens a pending alert; it fires once the breach has lasted ``speed_for_s``
     (from the first breaching sample to the current one, in event time). A compliant
     sample while pending resolves it at once without firing (the breach was not
-    sustained). A firing alert resolves after ``speed_clear_s`` of compliant samples;
-    a breach in between restarts the clear run. Warning; critical when the speed is
-    more than 30 km/h over the limit (measured from the limit, not from limit plus
-    margin). Samples with a speed limit of 0 (unknown road) are not judged. Value:
-    worst km/h over the limit.
+    sustained), and so does a gap in the samples longer than ``speed_for_s`` (a new
+    pending alert starts at the breach after the gap). A firing alert resolves after
+    ``speed_clear_s`` of compliant samples; a breach in between restarts the clear run.
+    Warning; critical when the speed is more than 30 km/h over the limit (measured
+    from the limit, not from limit plus margin). Samples with a speed limit of 0
+    (unknown road) are not judged. Value: worst km/h over the limit.
 ``low_battery``
     Fires on the first sample below ``battery_fire_pct`` (warning; critical below
     10 %), resolves on the first sample above ``battery_clear_pct``; samples in
@@ -474,6 +475,15 @@ class AlertEngine:
     ) -> None:
         severity = _speed_severity(over_kmh)
         alert = vehicle.speed
+        if (
+            alert is not None
+            and alert.state == PENDING
+            and time - alert.last_seen > self._speed_for
+        ):
+            # No sample for longer than the for-duration: the breach was not seen to be
+            # sustained, so the pending alert ends and a new one starts here.
+            self._resolve(alert, time)
+            vehicle.speed = alert = None
         if alert is None:
             fires = self._speed_for <= _ZERO
             alert = Alert(
