@@ -1,17 +1,235 @@
-"""`fleetwatch simulate`."""
+"""`fleetwatch simulate`: run the fleet simulator as a headless Kafka producer.
+
+Creates the three topics if they are missing, produces every message keyed by its
+vehicle id, prints a progress line every few seconds and the count per topic at
+the end. Ctrl-C (or SIGTERM) stops at the next tick, flushes and exits 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from types import FrameType
 
 from fleetwatch.config import Settings
+from fleetwatch.model import DRIVING_TOPIC, PERCEPTION_TOPIC, TELEMETRY_TOPIC, TOPICS
+from fleetwatch.sim.fleet import Fleet
+from fleetwatch.sim.runner import Mode, Progress, SystemClock
+from fleetwatch.sim.runner import run as run_fleet
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_BOOTSTRAP = re.compile(r"^[A-Za-z0-9_.\[\]:-]+:\d{1,5}(,[A-Za-z0-9_.\[\]:-]+:\d{1,5})*$")
+PROGRESS_EVERY = timedelta(seconds=5)
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``10m``, ``24h``, ``2d`` or combinations such as ``1h30m``."""
+    cleaned = text.strip().lower()
+    parts = _DURATION.findall(cleaned)
+    if not cleaned or "".join(n + u for n, u in parts) != cleaned:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use a number with s, m, h or d, such as 90s, 10m or 24h"
+        )
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be at least 1s")
+    return timedelta(seconds=seconds)
+
+
+def _format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return (
+        "".join(f"{n}{u}" for n, u in ((hours, "h"), (minutes, "m"), (seconds, "s")) if n) or "0s"
+    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument(
+        "--kafka",
+        dest="kafka.bootstrap",
+        metavar="HOST:PORT",
+        help="Kafka bootstrap servers (required here; or FLEETWATCH_KAFKA)",
+    )
+    parser.add_argument(
+        "--vehicles",
+        dest="simulator.vehicles",
+        type=int,
+        metavar="N",
+        help="number of vehicles (default: settings, 25)",
+    )
+    parser.add_argument(
+        "--seed",
+        dest="simulator.seed",
+        type=int,
+        metavar="S",
+        help="random seed; a seed and a start time reproduce the same stream",
+    )
+    span = parser.add_mutually_exclusive_group()
+    span.add_argument(
+        "--duration",
+        type=parse_duration,
+        metavar="D",
+        help="stop after D of event time (90s, 10m, 24h); default: run until Ctrl-C",
+    )
+    span.add_argument(
+        "--backfill",
+        type=parse_duration,
+        metavar="D",
+        help="generate the last D of history as fast as possible, then stop",
+    )
+    parser.add_argument(
+        "--speedup",
+        dest="simulator.speedup",
+        type=float,
+        metavar="X",
+        help=(
+            "run event time X times faster than real time, starting --duration "
+            "(default: simulator.backfill_hours) in the past, then continue live"
+        ),
+    )
+    parser.add_argument(
+        "--partitions",
+        dest="kafka.partitions",
+        type=int,
+        metavar="P",
+        help="partitions for topics created here (default: settings, 6)",
+    )
+    parser.add_argument(
+        "--topic-prefix",
+        default="",
+        metavar="PREFIX",
+        help="produce to PREFIX + the usual topic names (to keep test or staging runs apart)",
+    )
+
+
+class _Stopper:
+    """Turns the first SIGINT/SIGTERM into a clean stop; a second SIGINT interrupts."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.event.set()
+
+
+@contextmanager
+def _stop_on_signals(stopper: _Stopper) -> Iterator[None]:
+    previous = {
+        signum: signal.signal(signum, stopper.handle) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _counts_line(counts: dict[str, int]) -> str:
+    return (
+        f"{counts[TELEMETRY_TOPIC]:,} telemetry, {counts[PERCEPTION_TOPIC]:,} perception, "
+        f"{counts[DRIVING_TOPIC]:,} driving events"
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    print("fleetwatch simulate: not implemented yet", file=sys.stderr)
-    return 2
+    # Imported here so `fleetwatch simulate --help` does not load librdkafka.
+    from confluent_kafka import KafkaException
+
+    from fleetwatch.transport.kafka import KafkaProducer, TransportError, ensure_topics
+
+    bootstrap = settings.kafka.bootstrap
+    if not bootstrap:
+        return _fail("a Kafka broker is needed: pass --kafka HOST:PORT " "or set FLEETWATCH_KAFKA")
+    if not _BOOTSTRAP.match(bootstrap):
+        return _fail(f"invalid Kafka address {bootstrap!r}: expected HOST:PORT[,HOST:PORT...]")
+    sim = settings.simulator
+    duration: timedelta | None = args.duration
+    backfill: timedelta | None = args.backfill
+    speedup_flag = getattr(args, "simulator.speedup", None)
+    if backfill is not None and speedup_flag is not None:
+        return _fail("--speedup does not apply to --backfill, which runs as fast as it can")
+
+    prefix: str = args.topic_prefix
+    topics = [f"{prefix}{topic}" for topic in TOPICS]
+    if prefix and not re.fullmatch(r"[A-Za-z0-9._-]+", prefix):
+        return _fail(f"invalid topic prefix {prefix!r}: use letters, digits, '.', '_' or '-'")
+    clock = SystemClock()
+    now = clock.now().replace(microsecond=0)
+    if backfill is not None:
+        mode, start = Mode.BACKFILL, now - backfill
+        plan = f"backfilling {_format_duration(backfill)} of history up to now"
+    elif sim.speedup != 1.0:
+        lead = duration if duration is not None else timedelta(hours=sim.backfill_hours)
+        mode, start = Mode.ACCELERATED, now - lead
+        plan = f"replaying the last {_format_duration(lead)} at {sim.speedup:g}x" + (
+            "" if duration is not None else ", then live"
+        )
+    else:
+        mode, start = Mode.REALTIME, now
+        plan = "live at 1 Hz" + (f" for {_format_duration(duration)}" if duration else "")
+
+    try:
+        ensure_topics(
+            bootstrap, topics, settings.kafka.partitions, settings.kafka.client, timeout_s=10.0
+        )
+        producer = KafkaProducer(bootstrap, settings.kafka.client)
+    except TransportError as error:
+        return _fail(str(error), code=1)
+    except KafkaException as error:
+        return _fail(f"cannot use the Kafka settings for {bootstrap}: {error}", code=1)
+
+    fleet = Fleet(sim.vehicles, sim.seed, start)
+    print(
+        f"fleetwatch simulate: {sim.vehicles} vehicles, seed {sim.seed}, {plan}, "
+        f"to Kafka at {bootstrap}",
+        flush=True,
+    )
+
+    def progress(p: Progress) -> None:
+        seconds = max(p.elapsed.total_seconds(), 1e-9)
+        when = p.event_time.strftime("%Y-%m-%d %H:%M:%S") if p.event_time else "-"
+        warning = " (broker unreachable, buffering)" if producer.broker_down else ""
+        print(
+            f"  event time {when}Z: {_counts_line(p.counts)} ({p.total / seconds:,.0f}/s)"
+            f"{warning}",
+            flush=True,
+        )
+
+    stopper = _Stopper()
+    try:
+        with _stop_on_signals(stopper):
+            counts = run_fleet(
+                fleet,
+                producer,
+                mode=mode,
+                duration=duration,
+                speedup=sim.speedup,
+                clock=clock,
+                stop=stopper.event,
+                on_progress=progress,
+                progress_every=PROGRESS_EVERY,
+                topic_prefix=prefix,
+            )
+    except TransportError as error:
+        return _fail(str(error), code=1)
+    finally:
+        producer.close()
+    stopped = " (stopped)" if stopper.event.is_set() else ""
+    print(f"fleetwatch simulate: produced {_counts_line(counts)}{stopped}", flush=True)
+    return 0
+
+
+def _fail(sentence: str, code: int = 2) -> int:
+    print(f"fleetwatch simulate: {sentence}", file=sys.stderr)
+    return code
