@@ -783,3 +783,28 @@ def test_silence_after_restore_counts_from_the_latest_judged_telemetry() -> None
     feed(engine, [Tick(42)])
     (alert,), _ = engine.take_changes()
     assert (alert.rule, seconds_of(alert.first_seen)) == (VEHICLE_SILENT, 12)
+
+
+def test_restored_collision_alert_ignores_older_perception() -> None:
+    risk = Alert(
+        vehicle_id="v1",
+        rule=COLLISION_RISK,
+        state="firing",
+        severity="critical",
+        first_seen=at(8),
+        last_seen=at(10),
+        fired_at=at(8),
+        breach_count=3,
+        value=1.4,
+        alert_id=9,
+    )
+    engine = AlertEngine(RULES)
+    engine.load([risk])
+    feed(engine, [perception(9, distance=3.0)])
+    assert engine.take_changes() == ([], [])
+    feed(engine, [perception(11, distance=3.0), Tick(15.9)])
+    (alert,), transitions = engine.take_changes()
+    assert (alert.breach_count, transitions) == (4, [])
+    feed(engine, [Tick(16)])
+    _, (transition,) = engine.take_changes()
+    assert seconds_of(transition.time) == 16
