@@ -1,11 +1,12 @@
 """The batch writer: one transaction per batch with rows, alerts, rejects and offsets.
 
 Event rows go in with binary COPY. In the same transaction the writer upserts the
-latest state of each vehicle, merges the per-minute rollup, writes alert changes and
-transitions, the rejected messages and the next offset of every partition the batch
-came from. Offsets are fenced: the transaction first locks the stored offsets and
-refuses (:class:`OffsetConflict`) if they are not where this consumer last left them,
-so a consumer that lost its partitions without noticing cannot write them twice.
+latest state of each vehicle, merges the per-minute rollups
+(``fleetwatch.store.rollups.merge``), writes alert changes and transitions, the
+rejected messages and the next offset of every partition the batch came from.
+Offsets are fenced: the transaction first locks the stored offsets and refuses
+(:class:`OffsetConflict`) if they are not where this consumer last left them, so a
+consumer that lost its partitions without noticing cannot write them twice.
 
 Rows are tuples in the column order of ``TELEMETRY_COLUMNS``, ``PERCEPTION_COLUMNS``
 and ``DRIVING_COLUMNS``; ``fleetwatch.store.rollups.merge(cur, telemetry_rows,
@@ -14,8 +15,6 @@ perception_rows, driving_rows)`` receives them in that form.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,8 +22,10 @@ from typing import Any, Final, Protocol
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from fleetwatch.model import DrivingEvent, PerceptionEvent, Telemetry
+from fleetwatch.store import rollups
 from fleetwatch.transport.base import TopicPartition
 
 REJECT_RAW_MAX_BYTES: Final = 64 * 1024
@@ -138,11 +139,7 @@ TelemetryRow = tuple[Any, ...]
 PerceptionRow = tuple[Any, ...]
 DrivingRow = tuple[Any, ...]
 
-MOVING_KMH: Final = 1.0
-"""A sample at or above this speed counts as moving in the rollup."""
-
 _T_TIME, _T_VEHICLE = 0, 1
-_T_SPEED, _T_LIMIT, _T_BATTERY, _T_ODOMETER, _T_AUTOPILOT, _T_STEP = 3, 4, 8, 10, 11, 15
 
 
 def telemetry_row(message: Telemetry, step_km: float) -> TelemetryRow:
@@ -218,10 +215,13 @@ class Reject:
 
 
 class AlertRow(Protocol):
-    """What the writer needs from an alert the engine changed (an ``alerts`` row)."""
+    """What the writer needs from an alert the engine changed (an ``alerts`` row).
 
-    @property
-    def alert_id(self) -> int | None: ...
+    ``fleetwatch.pipeline.rules.Alert`` is one; ``alert_id`` is None until inserted.
+    """
+
+    alert_id: int | None
+
     @property
     def vehicle_id(self) -> str: ...
     @property
@@ -249,14 +249,12 @@ class AlertRow(Protocol):
 
 
 class TransitionRow(Protocol):
-    """One alert state change (an ``alert_transitions`` row, before its alert_id is known)."""
+    """One alert state change (``fleetwatch.pipeline.rules.Transition``)."""
 
     @property
     def time(self) -> datetime: ...
     @property
-    def vehicle_id(self) -> str: ...
-    @property
-    def rule(self) -> str: ...
+    def alert(self) -> AlertRow: ...
     @property
     def from_state(self) -> str | None: ...
     @property
@@ -273,9 +271,7 @@ class Batch:
 
     ``offsets`` is the next offset to read per partition after this batch;
     ``expected_offsets`` is what this consumer believes is stored now (None: no row).
-    ``alerts[i]`` pairs with ``alert_keys[i]``, a key the caller uses to learn the
-    ``alert_id`` given to a new alert; each transition names its alert by the same key
-    in ``transition_keys``.
+    ``alerts`` and ``transitions`` are what the alert engine's ``take_changes`` returned.
     """
 
     group: str
@@ -283,10 +279,8 @@ class Batch:
     perception: list[PerceptionRow] = field(default_factory=list)
     driving: list[DrivingRow] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
-    alerts: list[AlertRow] = field(default_factory=list)
-    alert_keys: list[object] = field(default_factory=list)
-    transitions: list[TransitionRow] = field(default_factory=list)
-    transition_keys: list[object] = field(default_factory=list)
+    alerts: Sequence[AlertRow] = field(default_factory=list)
+    transitions: Sequence[TransitionRow] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     expected_offsets: dict[TopicPartition, int | None] = field(default_factory=dict)
 
@@ -299,8 +293,7 @@ class Batch:
 class WriteResult:
     stored: int
     rejected: int
-    alert_ids: dict[object, int]
-    """Alert key -> alert_id, for every alert in the batch (new ones included)."""
+    alerts_inserted: int
 
 
 class OffsetConflict(Exception):
@@ -316,20 +309,6 @@ RollupMerge = Callable[
     [psycopg.Cursor[Any], Sequence[TelemetryRow], Sequence[PerceptionRow], Sequence[DrivingRow]],
     None,
 ]
-
-_rollup_merge: RollupMerge | None = None
-_rollup_resolved = False
-
-
-def rollup_merge() -> RollupMerge:
-    """``fleetwatch.store.rollups.merge`` when that module exists, else the built-in merge."""
-    global _rollup_merge, _rollup_resolved
-    if not _rollup_resolved:
-        if importlib.util.find_spec("fleetwatch.store.rollups") is not None:
-            module = importlib.import_module("fleetwatch.store.rollups")
-            _rollup_merge = getattr(module, "merge", None)
-        _rollup_resolved = True
-    return _rollup_merge if _rollup_merge is not None else merge_vehicle_minute
 
 
 def _copy(
@@ -481,108 +460,6 @@ def upsert_vehicles(cur: psycopg.Cursor[Any], rows: Sequence[TelemetryRow]) -> N
     )
 
 
-def _minute(t: datetime) -> datetime:
-    return t.replace(second=0, microsecond=0)
-
-
-def merge_vehicle_minute(
-    cur: psycopg.Cursor[Any],
-    telemetry: Sequence[TelemetryRow],
-    perception: Sequence[PerceptionRow],
-    driving: Sequence[DrivingRow],
-) -> None:
-    """Merge telemetry into ``vehicle_minute``; every column merges associatively."""
-    if not telemetry:
-        return
-    acc: dict[tuple[str, datetime], list[Any]] = {}
-    for row in telemetry:
-        key = (row[_T_VEHICLE], _minute(row[_T_TIME]))
-        speed = row[_T_SPEED]
-        limit = row[_T_LIMIT]
-        battery = row[_T_BATTERY]
-        odometer = row[_T_ODOMETER]
-        autopilot = row[_T_AUTOPILOT]
-        step = row[_T_STEP]
-        a = acc.get(key)
-        if a is None:
-            acc[key] = [
-                1,
-                1 if autopilot else 0,
-                1 if speed >= MOVING_KMH else 0,
-                1 if speed > limit else 0,
-                odometer,
-                odometer,
-                step,
-                step if autopilot else 0.0,
-                speed,
-                speed,
-                limit,
-                battery,
-                battery,
-            ]
-            continue
-        a[0] += 1
-        if autopilot:
-            a[1] += 1
-            a[7] += step
-        if speed >= MOVING_KMH:
-            a[2] += 1
-        if speed > limit:
-            a[3] += 1
-        if odometer < a[4]:
-            a[4] = odometer
-        if odometer > a[5]:
-            a[5] = odometer
-        a[6] += step
-        a[8] += speed
-        if speed > a[9]:
-            a[9] = speed
-        if limit > a[10]:
-            a[10] = limit
-        if battery < a[11]:
-            a[11] = battery
-        if battery > a[12]:
-            a[12] = battery
-    keys = sorted(acc)
-    values = [acc[k] for k in keys]
-    cols = list(zip(*values, strict=True))
-    cur.execute(
-        """
-        INSERT INTO vehicle_minute AS m (bucket, vehicle_id, samples, autopilot_samples,
-            moving_samples, over_limit_samples, odometer_first, odometer_last, distance_km,
-            autonomous_km, speed_sum_kmh, speed_max_kmh, speed_limit_max_kmh,
-            battery_min_pct, battery_max_pct)
-        SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::int[], %s::int[], %s::int[],
-            %s::int[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[],
-            %s::real[], %s::real[], %s::real[], %s::real[])
-        ON CONFLICT (vehicle_id, bucket) DO UPDATE SET
-            samples = m.samples + EXCLUDED.samples,
-            autopilot_samples = m.autopilot_samples + EXCLUDED.autopilot_samples,
-            moving_samples = m.moving_samples + EXCLUDED.moving_samples,
-            over_limit_samples = m.over_limit_samples + EXCLUDED.over_limit_samples,
-            odometer_first = LEAST(m.odometer_first, EXCLUDED.odometer_first),
-            odometer_last = GREATEST(m.odometer_last, EXCLUDED.odometer_last),
-            distance_km = m.distance_km + EXCLUDED.distance_km,
-            autonomous_km = m.autonomous_km + EXCLUDED.autonomous_km,
-            speed_sum_kmh = m.speed_sum_kmh + EXCLUDED.speed_sum_kmh,
-            speed_max_kmh = GREATEST(m.speed_max_kmh, EXCLUDED.speed_max_kmh),
-            speed_limit_max_kmh = GREATEST(m.speed_limit_max_kmh, EXCLUDED.speed_limit_max_kmh),
-            battery_min_pct = LEAST(m.battery_min_pct, EXCLUDED.battery_min_pct),
-            battery_max_pct = GREATEST(m.battery_max_pct, EXCLUDED.battery_max_pct)
-        """,
-        (
-            [k[1] for k in keys],
-            [k[0] for k in keys],
-            *[list(c) for c in cols[:8]],
-            list(cols[8]),
-            list(cols[9]),
-            list(cols[10]),
-            list(cols[11]),
-            list(cols[12]),
-        ),
-    )
-
-
 def _write_rejects(cur: psycopg.Cursor[Any], batch: Batch, now: datetime) -> None:
     if not batch.rejects:
         return
@@ -618,68 +495,78 @@ _ALERT_UPDATE: Final = """
     WHERE alert_id = %s
 """
 
+_TRANSITION_COLUMNS: Final = (
+    "time",
+    "alert_id",
+    "vehicle_id",
+    "rule",
+    "from_state",
+    "to_state",
+    "severity",
+    "value",
+)
+_TRANSITION_TYPES: Final = ("timestamptz", "int8", "text", "text", "text", "text", "text", "float8")
 
-def _write_alerts(cur: psycopg.Cursor[Any], batch: Batch) -> dict[object, int]:
-    ids: dict[object, int] = {}
-    updates: list[tuple[Any, ...]] = []
-    for alert, key in zip(batch.alerts, batch.alert_keys, strict=True):
-        lifecycle = (
-            alert.state,
-            alert.severity,
-            alert.first_seen,
-            alert.last_seen,
-            alert.fired_at,
-            alert.clear_since,
-            alert.resolved_at,
-            alert.breach_count,
-            alert.value,
-            alert.summary,
-        )
-        known = alert.alert_id if alert.alert_id is not None else ids.get(key)
-        if known is None:
-            row = cur.execute(_ALERT_INSERT, (alert.vehicle_id, alert.rule, *lifecycle)).fetchone()
-            assert row is not None
-            ids[key] = int(row[0])
-        else:
-            ids[key] = known
-            updates.append((*lifecycle, known))
+
+def _lifecycle(alert: AlertRow) -> tuple[Any, ...]:
+    return (
+        alert.state,
+        alert.severity,
+        alert.first_seen,
+        alert.last_seen,
+        alert.fired_at,
+        alert.clear_since,
+        alert.resolved_at,
+        alert.breach_count,
+        alert.value,
+        alert.summary,
+    )
+
+
+def _write_alerts(cur: psycopg.Cursor[Any], batch: Batch) -> dict[int, int]:
+    """Write alert changes and transitions; return ``id(alert) -> alert_id`` of new alerts.
+
+    Updates go first: a resolved alert frees its (vehicle, rule) slot for the new alert
+    the same batch may open.
+    """
+    updates = [(*_lifecycle(a), a.alert_id) for a in batch.alerts if a.alert_id is not None]
+    fresh = [a for a in batch.alerts if a.alert_id is None]
     if updates:
         cur.executemany(_ALERT_UPDATE, updates)
+    new_ids: dict[int, int] = {}
+    if fresh:
+        cur.executemany(
+            _ALERT_INSERT,
+            [(a.vehicle_id, a.rule, *_lifecycle(a)) for a in fresh],
+            returning=True,
+        )
+        for alert in fresh:
+            row = cur.fetchone()
+            assert row is not None
+            new_ids[id(alert)] = int(row[0])
+            cur.nextset()
     if batch.transitions:
         rows = []
-        for transition, key in zip(batch.transitions, batch.transition_keys, strict=True):
-            alert_id = ids.get(key)
+        for t in batch.transitions:
+            alert_id = t.alert.alert_id
             if alert_id is None:
-                raise ValueError(f"transition of {transition.rule} names an unknown alert")
+                alert_id = new_ids.get(id(t.alert))
+            if alert_id is None:
+                raise ValueError(f"a {t.alert.rule} transition names an alert not in the batch")
             rows.append(
                 (
-                    transition.time,
+                    t.time,
                     alert_id,
-                    transition.vehicle_id,
-                    transition.rule,
-                    transition.from_state,
-                    transition.to_state,
-                    transition.severity,
-                    transition.value,
+                    t.alert.vehicle_id,
+                    t.alert.rule,
+                    t.from_state,
+                    t.to_state,
+                    t.severity,
+                    t.value,
                 )
             )
-        _copy(
-            cur,
-            "alert_transitions",
-            (
-                "time",
-                "alert_id",
-                "vehicle_id",
-                "rule",
-                "from_state",
-                "to_state",
-                "severity",
-                "value",
-            ),
-            ("timestamptz", "int8", "text", "text", "text", "text", "text", "float8"),
-            rows,
-        )
-    return ids
+        _copy(cur, "alert_transitions", _TRANSITION_COLUMNS, _TRANSITION_TYPES, rows)
+    return new_ids
 
 
 def write_batch(
@@ -692,19 +579,25 @@ def write_batch(
     """Write ``batch`` in one transaction and commit; raise :class:`OffsetConflict` if the
     stored offsets moved (nothing is written then).
 
-    ``now`` stamps the rejects (default: the current UTC time).
+    New alerts get their ``alert_id`` set only once the transaction has committed, so a
+    failed write can be retried with the same batch. ``now`` stamps the rejects.
     """
     now = now if now is not None else datetime.now(timezone.utc)
-    merge = merge if merge is not None else rollup_merge()
+    merge = merge if merge is not None else rollups.merge
     with conn.transaction(), conn.cursor() as cur:
         _fence_offsets(cur, batch)
         copy_events(cur, batch.telemetry, batch.perception, batch.driving)
         upsert_vehicles(cur, batch.telemetry)
         merge(cur, batch.telemetry, batch.perception, batch.driving)
-        alert_ids = _write_alerts(cur, batch)
+        new_ids = _write_alerts(cur, batch)
         _write_rejects(cur, batch, now)
         _store_offsets(cur, batch)
-    return WriteResult(stored=batch.events, rejected=len(batch.rejects), alert_ids=alert_ids)
+    for alert in batch.alerts:
+        if alert.alert_id is None:
+            alert.alert_id = new_ids[id(alert)]
+    return WriteResult(
+        stored=batch.events, rejected=len(batch.rejects), alerts_inserted=len(new_ids)
+    )
 
 
 def load_offsets(
@@ -722,6 +615,27 @@ def load_offsets(
     if not conn.autocommit:
         conn.rollback()
     return {(t, p): int(o) for t, p, o in rows}
+
+
+def load_alert_rows(
+    conn: psycopg.Connection[Any], vehicle_ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    """What the alert engine needs to resume these vehicles: their open alerts and the
+    latest resolved alert of each (vehicle, rule), as column-name mappings."""
+    if not vehicle_ids:
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT * FROM alerts WHERE vehicle_id = ANY(%(v)s) AND state <> 'resolved'"
+            " UNION ALL"
+            " (SELECT DISTINCT ON (vehicle_id, rule) * FROM alerts"
+            "  WHERE vehicle_id = ANY(%(v)s) AND state = 'resolved'"
+            "  ORDER BY vehicle_id, rule, resolved_at DESC NULLS LAST, alert_id DESC)",
+            {"v": list(vehicle_ids)},
+        ).fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    return rows
 
 
 def last_odometers(

@@ -56,6 +56,9 @@ class Consumer(Protocol):
     def poll_batch(self, max_records: int, timeout_s: float) -> list[Record]:
         """Return up to ``max_records`` records, waiting at most ``timeout_s`` for the first."""
 
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Read an assigned partition again from ``offset`` (after a refused write)."""
+
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Record ``next offset to read`` per partition with the transport (advisory:
         the database holds the authoritative offsets)."""

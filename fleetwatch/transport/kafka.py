@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -217,6 +218,7 @@ class KafkaConsumer:
         self._on_assign: AssignCallback | None = None
         self._on_revoke: RevokeCallback | None = None
         self._closed = False
+        self._last_probe = 0.0
         self._consumer = Consumer(
             _config(
                 bootstrap,
@@ -314,13 +316,30 @@ class KafkaConsumer:
                     ts if ts_type else None,
                 )
             )
-        if out and self.broker_down:
+        if self.broker_down and (out or self._broker_answers()):
+            log.warning("Kafka consumer: broker reachable again")
             self.broker_down = False
         return out
 
+    def _broker_answers(self) -> bool:
+        # librdkafka reports a broker going down, not coming back: ask, at most every 2 s.
+        now = time.monotonic()
+        if now - self._last_probe < 2.0:
+            return False
+        self._last_probe = now
+        try:
+            self._consumer.list_topics(timeout=1.0)
+        except KafkaException:
+            return False
+        return True
+
     def seek(self, topic: str, partition: int, offset: int) -> None:
-        """Re-read ``partition`` from ``offset`` (used after a write was refused)."""
-        self._consumer.seek(KafkaTopicPartition(topic, partition, offset))
+        if (topic, partition) not in self._assigned:
+            return
+        try:
+            self._consumer.seek(KafkaTopicPartition(topic, partition, offset))
+        except KafkaException as error:
+            self.last_error = _describe(error)
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if not offsets:

@@ -195,6 +195,11 @@ class LocalConsumer:
             pending = still
         return bool(out)
 
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        with self._broker._lock:
+            if (topic, partition) in self._positions:
+                self._positions[(topic, partition)] = max(0, offset)
+
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         self._broker._commit(self.group, offsets)
 

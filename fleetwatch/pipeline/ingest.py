@@ -1,0 +1,557 @@
+"""The ingest loop: consume batches, decode, judge alerts, write each batch in one transaction.
+
+Usable headless (``fleetwatch ingest``) and as a background thread of the app. The
+database holds the consumed offsets together with the data, so on every assignment
+the loop resumes each partition from there: nothing is lost and nothing is written
+twice across restarts, crashes and rebalances. While the database or the broker is
+down the loop retries with backoff, logs one line per state change, commits nothing
+it has not stored and resumes by itself. :meth:`Ingestor.stats` is a frozen snapshot
+the app polls from another thread.
+
+Per vehicle the loop keeps the last odometer reading (for ``step_km``) and the alert
+engine's state; both are loaded from the database the first time a vehicle shows up
+and dropped when its partitions go to another consumer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Final, Literal, TypeVar
+
+import psycopg
+
+from fleetwatch.config import IngestSettings, RuleSettings
+from fleetwatch.model import (
+    PERCEPTION_TOPIC,
+    TELEMETRY_TOPIC,
+    TOPICS,
+    DecodeError,
+    DrivingEvent,
+    PerceptionEvent,
+    Telemetry,
+    WireModel,
+    decode,
+)
+from fleetwatch.pipeline.rules import (
+    COLLISION_RISK,
+    FIRING,
+    AlertEngine,
+    alert_from_row,
+)
+from fleetwatch.store.db import DatabaseUnavailable
+from fleetwatch.store.writer import (
+    Batch,
+    OffsetConflict,
+    Reject,
+    driving_row,
+    last_odometers,
+    load_alert_rows,
+    load_offsets,
+    perception_row,
+    telemetry_row,
+    write_batch,
+)
+from fleetwatch.transport.base import Consumer, Record, TopicPartition
+
+log = logging.getLogger(__name__)
+
+State = Literal["starting", "running", "db-down", "broker-down", "stopped"]
+
+RATE_WINDOW_S: Final = 5.0
+BACKOFF_MIN_S: Final = 0.2
+BACKOFF_MAX_S: Final = 5.0
+IDLE_PARTITION_S: Final = 5.0
+"""A partition that delivered nothing for this long no longer holds the watermark back."""
+
+RULE_TOPIC: Final[dict[str, str]] = {COLLISION_RISK: PERCEPTION_TOPIC}
+"""The stream that drives each rule (default: telemetry); an alert is resumed only by
+the consumer that owns that stream's partition of the vehicle."""
+
+
+_T = TypeVar("_T")
+
+ConnectionFactory = Callable[[], "psycopg.Connection[Any]"]
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestStats:
+    """A snapshot of the loop, safe to read from any thread."""
+
+    state: State = "starting"
+    consumed: int = 0
+    """Messages whose outcome is committed: ``stored + rejected``."""
+    stored: int = 0
+    rejected: int = 0
+    alerts_fired: int = 0
+    batches: int = 0
+    events_per_s: float = 0.0
+    lag: int | None = None
+    idle_s: float = 0.0
+    """Seconds since the last record arrived (or since start)."""
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestParams:
+    group: str = "fleetwatch-ingest"
+    batch_max: int = 5000
+    batch_ms: int = 200
+    topics: Mapping[str, str] = field(default_factory=lambda: {t: t for t in TOPICS})
+    """Topic to subscribe to -> the stream it carries (one of ``fleetwatch.model.TOPICS``)."""
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings, topic_prefix: str = "") -> IngestParams:
+        return cls(
+            group=settings.group,
+            batch_max=settings.batch_max,
+            batch_ms=settings.batch_ms,
+            topics={f"{topic_prefix}{t}": t for t in TOPICS},
+        )
+
+
+class _NUL(Exception):
+    pass
+
+
+def _check_text(message: WireModel) -> None:
+    # PostgreSQL text cannot hold NUL; such a message would fail the whole batch.
+    if isinstance(message, Telemetry):
+        texts: tuple[str | None, ...] = (message.city, message.route_id, message.trip_id)
+    elif isinstance(message, DrivingEvent):
+        texts = (message.cause, message.detail)
+    else:
+        return
+    for text in texts:
+        if text is not None and "\x00" in text:
+            raise _NUL
+
+
+def _event_time(item: tuple[TopicPartition, WireModel]) -> datetime:
+    return item[1].time
+
+
+@dataclass(slots=True)
+class _Prepared:
+    batch: Batch
+    vehicles: set[str]
+    consumed: int
+    fired: int
+
+
+class Ingestor:
+    """The ingest loop over one consumer and one database connection at a time."""
+
+    def __init__(
+        self,
+        params: IngestParams,
+        consumer: Consumer,
+        conn_factory: ConnectionFactory,
+        engine: AlertEngine | None = None,
+        clock: Clock = utc_now,
+        *,
+        rules: RuleSettings | None = None,
+    ) -> None:
+        self.params = params
+        self.consumer = consumer
+        self._conn_factory = conn_factory
+        self.engine = engine if engine is not None else AlertEngine(rules or RuleSettings())
+        self._clock = clock
+        self._conn: psycopg.Connection[Any] | None = None
+        self._stop = threading.Event()
+        self._stats = IngestStats()
+        self._stats_lock = threading.Lock()
+        self._rate: deque[tuple[float, int]] = deque()
+        self._last_record = time.monotonic()
+        self._last_lag = 0.0
+        # Offsets: what this consumer believes is stored (None: no row yet).
+        self._believed: dict[TopicPartition, int | None] = {}
+        self._pending: list[Record] = []
+        self._odometer: dict[str, float] = {}
+        self._vehicle_partition: dict[str, int] = {}
+        self._partition_vehicles: dict[int, set[str]] = {}
+        self._partition_time: dict[TopicPartition, tuple[datetime, float]] = {}
+        self._watermark: datetime | None = None
+
+    # -- stats ----------------------------------------------------------------------------
+
+    def stats(self) -> IngestStats:
+        with self._stats_lock:
+            snapshot = self._stats
+        return replace(snapshot, idle_s=time.monotonic() - self._last_record)
+
+    def _update(self, **changes: Any) -> None:
+        with self._stats_lock:
+            self._stats = replace(self._stats, **changes)
+
+    def _set_state(self, state: State, error: str | None = None) -> None:
+        with self._stats_lock:
+            previous = self._stats.state
+        if state == previous:
+            if error is not None:
+                self._update(last_error=error)
+            return
+        if state == "db-down":
+            log.warning("database unavailable, retrying: %s", error)
+        elif state == "broker-down":
+            log.warning("Kafka broker unavailable, retrying: %s", error)
+        elif state == "running" and previous in ("db-down", "broker-down"):
+            log.warning(
+                "%s again, ingesting", "database up" if previous == "db-down" else "broker up"
+            )
+        self._update(state=state, last_error=error if error is not None else None)
+
+    def _count(self, prepared: _Prepared) -> None:
+        now = time.monotonic()
+        with self._stats_lock:
+            s = self._stats
+            stored = s.stored + prepared.batch.events
+            self._rate.append((now, stored))
+            while len(self._rate) > 2 and now - self._rate[0][0] > RATE_WINDOW_S:
+                self._rate.popleft()
+            first_t, first_n = self._rate[0]
+            rate = (stored - first_n) / (now - first_t) if now > first_t else s.events_per_s
+            self._stats = replace(
+                s,
+                consumed=s.consumed + prepared.consumed,
+                stored=stored,
+                rejected=s.rejected + len(prepared.batch.rejects),
+                alerts_fired=s.alerts_fired + prepared.fired,
+                batches=s.batches + 1,
+                events_per_s=rate,
+            )
+
+    # -- database ---------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._conn_factory()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+    def _with_db(self, what: Callable[[psycopg.Connection[Any]], _T]) -> _T | None:
+        """Run ``what`` with a connection, retrying while the database is unavailable.
+
+        Returns None only when stopping was requested before it succeeded.
+        """
+        backoff = BACKOFF_MIN_S
+        while True:
+            try:
+                result = what(self._connection())
+            except (DatabaseUnavailable, psycopg.OperationalError) as error:
+                self._drop_connection()
+                self._set_state("db-down", str(error).strip().splitlines()[0])
+            else:
+                return result
+            if self._stop.wait(backoff):
+                return None
+            backoff = min(BACKOFF_MAX_S, backoff * 2)
+
+    # -- consumer callbacks -------------------------------------------------------------------
+
+    def _on_assign(self, partitions: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
+        stored = self._with_db(lambda c: load_offsets(c, self.params.group, partitions))
+        if stored is None:
+            stored = {}
+        for tp in partitions:
+            self._believed[tp] = stored.get(tp)
+        return stored
+
+    def _on_revoke(self, partitions: Sequence[TopicPartition]) -> None:
+        revoked = set(partitions)
+        if (
+            any((r.topic, r.partition) in revoked for r in self._pending)
+            and not self._stop.is_set()
+        ):
+            self._flush()
+        # Records of revoked partitions that could not be written are re-read by the new owner.
+        self._pending = [r for r in self._pending if (r.topic, r.partition) not in revoked]
+        numbers = {p for _, p in partitions}
+        vehicles: set[str] = set()
+        for number in numbers:
+            vehicles |= self._partition_vehicles.pop(number, set())
+        self._forget(vehicles)
+        for tp in partitions:
+            self._believed.pop(tp, None)
+            self._partition_time.pop(tp, None)
+
+    def _forget(self, vehicles: Iterable[str]) -> None:
+        vehicles = list(vehicles)
+        self.engine.forget(vehicles)
+        for vehicle in vehicles:
+            self._odometer.pop(vehicle, None)
+            number = self._vehicle_partition.pop(vehicle, None)
+            if number is not None:
+                self._partition_vehicles.get(number, set()).discard(vehicle)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish the current batch and return."""
+        self._stop.set()
+
+    def run(self, stop: threading.Event | None = None) -> IngestStats:
+        """Consume until ``stop`` (or :meth:`stop`) is set; return the final stats."""
+        if stop is not None:
+            self._stop = stop
+        self.consumer.subscribe(list(self.params.topics), self._on_assign, self._on_revoke)
+        self._set_state("running")
+        try:
+            while not self._stop.is_set():
+                self._gather()
+                if self._pending:
+                    self._flush()
+                self._refresh_lag()
+        finally:
+            try:
+                self._update(lag=self.consumer.lag())
+                self.consumer.close()
+            finally:
+                self._drop_connection()
+                self._set_state("stopped")
+        return self.stats()
+
+    def _gather(self) -> None:
+        params = self.params
+        deadline: float | None = None
+        wait_s = min(0.5, params.batch_ms / 1000)
+        while len(self._pending) < params.batch_max and not self._stop.is_set():
+            if deadline is not None:
+                wait_s = deadline - time.monotonic()
+                if wait_s <= 0:
+                    break
+            records = self.consumer.poll_batch(params.batch_max - len(self._pending), wait_s)
+            if records:
+                self._last_record = time.monotonic()
+                self._pending.extend(records)
+                if deadline is None:
+                    deadline = time.monotonic() + params.batch_ms / 1000
+                with self._stats_lock:
+                    state = self._stats.state
+                if state == "broker-down":
+                    self._set_state("running")
+            elif getattr(self.consumer, "broker_down", False):
+                self._set_state("broker-down", getattr(self.consumer, "last_error", None))
+                break
+            elif deadline is None:
+                break  # nothing arrived; let the caller refresh lag and check stop
+
+    def _refresh_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < 1.0:
+            return
+        self._last_lag = now
+        self._update(lag=self.consumer.lag())
+
+    def _flush(self) -> None:
+        """Prepare the pending records and write them, retrying while the database is down."""
+        records, self._pending = self._pending, []
+        prepared = self._with_db(lambda c: self._prepare(c, records))
+        if prepared is None:
+            return  # stopping while the database is down: nothing was committed
+        while True:
+            try:
+                done = self._with_db(lambda c: write_batch(c, prepared.batch, now=self._clock()))
+            except OffsetConflict as conflict:
+                log.warning("%s; re-reading them from the stored offsets", conflict)
+                self._abandon(prepared, conflict.partitions)
+                return
+            except psycopg.Error as error:
+                # Not a connection problem: keep the batch and retry, visibly.
+                reason = str(error).strip().splitlines()[0]
+                log.error("writing a batch failed, retrying: %s", reason)
+                self._drop_connection()
+                self._set_state("db-down", reason)
+                if self._stop.wait(BACKOFF_MAX_S):
+                    return
+                continue
+            break
+        if done is None:
+            return
+        for tp, offset in prepared.batch.offsets.items():
+            self._believed[tp] = offset
+        self.consumer.commit(prepared.batch.offsets)
+        self._count(prepared)
+        self._set_state("running")
+
+    def _abandon(self, prepared: _Prepared, moved: Sequence[TopicPartition]) -> None:
+        """Drop a batch whose offsets another consumer moved; re-read its partitions."""
+        self._forget(prepared.vehicles)
+        partitions = sorted(prepared.batch.offsets)
+        stored = self._with_db(lambda c: load_offsets(c, self.params.group, partitions)) or {}
+        for tp in partitions:
+            if tp in self._believed:  # still ours
+                self._believed[tp] = stored.get(tp)
+                self.consumer.seek(tp[0], tp[1], stored.get(tp, 0))
+
+    def _prepare(self, conn: psycopg.Connection[Any], records: list[Record]) -> _Prepared:
+        """Decode, validate, compute ``step_km`` and run the alert engine over ``records``."""
+        params = self.params
+        now = self._clock()
+        batch = Batch(group=params.group)
+        offsets = batch.offsets
+        messages: list[tuple[TopicPartition, WireModel]] = []
+        streams = params.topics
+        for record in records:
+            tp = (record.topic, record.partition)
+            next_offset = record.offset + 1
+            if offsets.get(tp, -1) < next_offset:
+                offsets[tp] = next_offset
+            stream = streams.get(record.topic, record.topic)
+            try:
+                message = decode(stream, record.value, record.key, now=now)
+                _check_text(message)
+            except DecodeError as error:
+                batch.rejects.append(
+                    Reject(
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        record.key,
+                        record.value,
+                        error.reason,
+                    )
+                )
+                continue
+            except _NUL:
+                batch.rejects.append(
+                    Reject(
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        record.key,
+                        record.value,
+                        "a text field contains a NUL character",
+                    )
+                )
+                continue
+            messages.append((tp, message))
+        # The engine needs a batch mixing streams in event-time order; the sort is stable,
+        # so each vehicle's samples of one stream keep their partition order.
+        messages.sort(key=_event_time)
+        batch.expected_offsets = {tp: self._believed.get(tp) for tp in offsets}
+
+        vehicles = {m.vehicle_id for _, m in messages}
+        self._first_sight(conn, messages, vehicles)
+        self._advance_partition_times(messages)
+
+        engine = self.engine
+        odometer = self._odometer
+        for _, message in messages:
+            engine.observe(message)
+            if isinstance(message, Telemetry):
+                vehicle = message.vehicle_id
+                reading = message.odometer_km
+                previous = odometer.get(vehicle)
+                if previous is None:
+                    step = 0.0
+                    odometer[vehicle] = reading
+                elif reading >= previous:
+                    step = reading - previous
+                    odometer[vehicle] = reading
+                else:
+                    step = 0.0  # out of order or a reset odometer: never negative distance
+                batch.telemetry.append(telemetry_row(message, step))
+            elif isinstance(message, PerceptionEvent):
+                batch.perception.append(perception_row(message))
+            else:
+                assert isinstance(message, DrivingEvent)
+                batch.driving.append(driving_row(message))
+        watermark = self._current_watermark()
+        if watermark is not None:
+            engine.tick(watermark)
+        alerts, transitions = engine.take_changes()
+        batch.alerts = alerts
+        batch.transitions = transitions
+        fired = sum(1 for t in transitions if t.to_state == FIRING and t.from_state != FIRING)
+        return _Prepared(batch, vehicles, len(records), fired)
+
+    def _first_sight(
+        self,
+        conn: psycopg.Connection[Any],
+        messages: Sequence[tuple[TopicPartition, WireModel]],
+        vehicles: set[str],
+    ) -> None:
+        """Load odometer and alert state of vehicles this consumer has not seen yet.
+
+        A vehicle's rules are resumed only for the streams whose partition of that
+        vehicle this consumer owns (one key maps to the same partition number in every
+        stream), so two consumers never drive the same alert.
+        """
+        partition_of = self._vehicle_partition
+        for (_, number), message in messages:
+            vehicle = message.vehicle_id
+            if vehicle not in partition_of:
+                partition_of[vehicle] = number
+                self._partition_vehicles.setdefault(number, set()).add(vehicle)
+        unknown_odometer = {v for v in vehicles if v not in self._odometer}
+        unknown = self.engine.unknown_vehicles(vehicles)
+        if not unknown_odometer and not unknown:
+            return
+        last = last_odometers(conn, sorted(unknown_odometer | unknown))
+        for vehicle in unknown_odometer:
+            if vehicle in last:
+                self._odometer[vehicle] = last[vehicle][1]
+        if not unknown:
+            return
+        owned = set(self._believed)
+        physical_of = {stream: physical for physical, stream in self.params.topics.items()}
+
+        def owns(vehicle: str, stream: str) -> bool:
+            home = partition_of.get(vehicle)
+            return home is None or (physical_of.get(stream, stream), home) in owned
+
+        alerts = [
+            alert
+            for alert in map(alert_from_row, load_alert_rows(conn, sorted(unknown)))
+            if owns(alert.vehicle_id, RULE_TOPIC.get(alert.rule, TELEMETRY_TOPIC))
+        ]
+        last_telemetry = {
+            v: (last[v][0] if v in last and owns(v, TELEMETRY_TOPIC) else None) for v in unknown
+        }
+        self.engine.load(alerts, last_telemetry)
+
+    def _advance_partition_times(
+        self, messages: Sequence[tuple[TopicPartition, WireModel]]
+    ) -> None:
+        now = time.monotonic()
+        latest: dict[TopicPartition, datetime] = {}
+        for tp, message in messages:
+            current = latest.get(tp)
+            if current is None or message.time > current:
+                latest[tp] = message.time
+        for tp, t in latest.items():
+            known = self._partition_time.get(tp)
+            if known is None or t > known[0]:
+                self._partition_time[tp] = (t, now)
+            else:
+                self._partition_time[tp] = (known[0], now)
+
+    def _current_watermark(self) -> datetime | None:
+        """Event-time watermark: the slowest partition that is still delivering."""
+        now = time.monotonic()
+        active = [t for t, seen in self._partition_time.values() if now - seen < IDLE_PARTITION_S]
+        if not active:
+            active = [t for t, _ in self._partition_time.values()]
+        if not active:
+            return self._watermark
+        candidate = min(active)
+        if self._watermark is None or candidate > self._watermark:
+            self._watermark = candidate
+        return self._watermark
