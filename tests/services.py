@@ -437,9 +437,23 @@ def ensure_timescaledb(s: Settings, *, build: bool = True) -> None:
             f"run: sudo make -C {build_dir} install"
         )
     say(f"installing TimescaleDB into {pg.pkglibdir} and {pg.sharedir}/extension")
-    _run(["make", "-C", build_dir, "install"], log=log, what="make install of timescaledb")
-    manifest = (build_dir / "install_manifest.txt").read_text().split()
-    files = {name: _sha256(Path(name)) for name in manifest}
+    staging = s.tsdb_root / "staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    _run(
+        ["make", "-C", build_dir, "install", f"DESTDIR={staging}"],
+        log=log,
+        what="make install of timescaledb",
+    )
+    files: dict[str, str] = {}
+    for staged in sorted(p for p in staging.rglob("*") if p.is_file()):
+        target = Path("/") / staged.relative_to(staging)
+        digest = _sha256(staged)
+        if not target.exists() or _sha256(target) != digest:
+            # a new inode, renamed into place: a running server keeps the library it mapped
+            partial = target.with_name(f".{target.name}.partial")
+            shutil.copy2(staged, partial)
+            partial.replace(target)
+        files[str(target)] = digest
     s.tsdb_stamp.write_text(json.dumps({"pg_version": pg.version, "files": files}, indent=1))
 
 
