@@ -60,10 +60,10 @@ of ``engine.unknown_vehicles(batch_vehicle_ids)``.
 Assumptions the ingestor must keep: each stream of a vehicle arrives in event-time
 order (one Kafka partition per key); a batch mixing topics is observed in event-time
 order (otherwise a telemetry sample can resolve a collision alert before an earlier
-perception breach is seen, which is then ignored); after a failed batch write,
-``forget`` the batch's vehicles and ``load`` them again before re-consuming. The
-watermark should not run far ahead of a lagging partition, or vehicles in that
-partition look silent.
+perception breach is seen, which is then ignored); a failed batch write is retried
+with the same changes, or else the batch's vehicles are forgotten (``forget``) and
+loaded again before their messages are consumed again. The watermark should not run
+far ahead of a lagging partition, or vehicles in that partition look silent.
 """
 
 from __future__ import annotations
