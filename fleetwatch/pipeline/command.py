@@ -1,17 +1,222 @@
-"""`fleetwatch ingest`."""
+"""`fleetwatch ingest`: consume the Kafka topics into the database, headless.
+
+Applies the migrations, creates missing topics, then runs the ingest loop in a
+worker thread while the main thread prints a status line every
+``ingest.status_every_s`` seconds and a summary at the end. SIGINT or SIGTERM finish
+the current batch, commit it and exit 0; a second SIGINT interrupts at once. Bad
+flags or unreachable services give one sentence and a non-zero exit.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import re
+import signal
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from fleetwatch.config import Settings
 
+if TYPE_CHECKING:
+    from fleetwatch.pipeline.ingest import IngestStats
+
+_BOOTSTRAP = re.compile(r"^[A-Za-z0-9_.\[\]:-]+:\d{1,5}(,[A-Za-z0-9_.\[\]:-]+:\d{1,5})*$")
+_PREFIX = re.compile(r"^[A-Za-z0-9._-]*$")
+PROG = "fleetwatch ingest"
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument(
+        "--kafka",
+        dest="kafka.bootstrap",
+        metavar="HOST:PORT",
+        help="Kafka bootstrap servers (required here; or FLEETWATCH_KAFKA)",
+    )
+    parser.add_argument(
+        "--db",
+        dest="database.dsn",
+        metavar="DSN",
+        help="PostgreSQL/TimescaleDB connection string (required here; or FLEETWATCH_DB)",
+    )
+    parser.add_argument(
+        "--group",
+        dest="ingest.group",
+        metavar="G",
+        help="consumer group; ingestors of one group share the partitions (default: settings)",
+    )
+    parser.add_argument(
+        "--batch-max",
+        dest="ingest.batch_max",
+        type=int,
+        metavar="N",
+        help="most messages written in one transaction (default: settings, 5000)",
+    )
+    parser.add_argument(
+        "--stop-when-idle",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="exit 0 once no message has arrived for SECONDS (for backfills and tests)",
+    )
+    parser.add_argument(
+        "--topic-prefix",
+        default="",
+        metavar="PREFIX",
+        help="consume PREFIX + the usual topic names (as given to fleetwatch simulate)",
+    )
+
+
+class _Stopper:
+    """Turns the first SIGINT/SIGTERM into a clean stop; a second SIGINT interrupts."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.event.set()
+
+
+@contextmanager
+def _stop_on_signals(stopper: _Stopper) -> Iterator[None]:
+    previous = {
+        signum: signal.signal(signum, stopper.handle) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _fail(sentence: str, code: int = 2) -> int:
+    print(f"{PROG}: {sentence}", file=sys.stderr, flush=True)
+    return code
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    root = logging.getLogger("fleetwatch")
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    # librdkafka repeats every reconnect attempt; the loop reports state changes itself.
+    logging.getLogger("fleetwatch.transport.librdkafka").setLevel(logging.CRITICAL)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    print("fleetwatch ingest: not implemented yet", file=sys.stderr)
-    return 2
+    # Imported here so `fleetwatch ingest --help` loads neither librdkafka nor psycopg.
+    from confluent_kafka import KafkaException
+
+    from fleetwatch.pipeline.ingest import Ingestor, IngestParams
+    from fleetwatch.pipeline.rules import AlertEngine
+    from fleetwatch.store.capabilities import detect
+    from fleetwatch.store.db import DatabaseUnavailable, connect
+    from fleetwatch.store.migrate import apply_migrations
+    from fleetwatch.transport.kafka import KafkaConsumer, TransportError, ensure_topics
+
+    bootstrap = settings.kafka.bootstrap
+    if not bootstrap:
+        return _fail("a Kafka broker is needed: pass --kafka HOST:PORT or set FLEETWATCH_KAFKA")
+    if not _BOOTSTRAP.match(bootstrap):
+        return _fail(f"invalid Kafka address {bootstrap!r}: expected HOST:PORT[,HOST:PORT...]")
+    if settings.database.dsn is None:
+        return _fail("a database is needed: pass --db DSN or set FLEETWATCH_DB")
+    dsn = settings.database.dsn.get_secret_value()
+    prefix: str = args.topic_prefix
+    if not _PREFIX.match(prefix):
+        return _fail(f"invalid topic prefix {prefix!r}: use letters, digits, '.', '_' or '-'")
+    idle_limit: float | None = args.stop_when_idle
+    _setup_logging()
+
+    params = IngestParams.from_settings(settings.ingest, topic_prefix=prefix)
+    try:
+        with connect(dsn) as conn:
+            applied = apply_migrations(conn)
+            capabilities = detect(conn)
+            conn.rollback()
+    except DatabaseUnavailable as error:
+        return _fail(str(error), code=1)
+    except Exception as error:  # a failed migration: say which, without a traceback
+        return _fail(f"cannot prepare the database schema: {error}", code=1)
+    try:
+        ensure_topics(
+            bootstrap, list(params.topics), settings.kafka.partitions, settings.kafka.client
+        )
+        consumer = KafkaConsumer(bootstrap, params.group, settings.kafka.client)
+    except TransportError as error:
+        return _fail(str(error), code=1)
+    except KafkaException as error:
+        return _fail(f"cannot use the Kafka settings for {bootstrap}: {error}", code=1)
+
+    migrated = f", applied {', '.join(applied)}" if applied else ""
+    print(
+        f"{PROG}: group {params.group}, Kafka at {bootstrap}, "
+        f"{capabilities.describe()}{migrated}",
+        flush=True,
+    )
+    ingestor = Ingestor(
+        params,
+        consumer,
+        lambda: connect(dsn),
+        AlertEngine(settings.rules),
+    )
+    stopper = _Stopper()
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            ingestor.run(stopper.event)
+        except BaseException as error:  # reported by the main thread
+            failure.append(error)
+            stopper.event.set()
+
+    # A daemon, so that a second Ctrl-C ends the process even in the middle of a batch.
+    worker = threading.Thread(target=work, name="ingest", daemon=True)
+    every = settings.ingest.status_every_s
+    with _stop_on_signals(stopper):
+        worker.start()
+        next_status = time.monotonic() + every
+        while worker.is_alive():
+            worker.join(timeout=min(0.25, every))
+            stats = ingestor.stats()
+            if idle_limit is not None and stats.idle_s >= idle_limit and stats.state == "running":
+                stopper.event.set()
+            if time.monotonic() >= next_status:
+                next_status += every
+                print(f"{PROG}: {_status(stats)}", flush=True)
+    stats = ingestor.stats()
+    if failure:
+        return _fail(f"stopped by an unexpected error: {failure[0]!r}", code=1)
+    print(
+        f"{PROG}: done: consumed {stats.consumed:,} messages, stored {stats.stored:,} events, "
+        f"rejected {stats.rejected:,}, alerts fired {stats.alerts_fired:,}, "
+        f"in {stats.batches:,} batches",
+        flush=True,
+    )
+    return 0
+
+
+def _status(stats: IngestStats) -> str:
+    lag = "unknown" if stats.lag is None else f"{stats.lag:,}"
+    state = "" if stats.state == "running" else f" [{stats.state}: {stats.last_error or ''}]"
+    return (
+        f"{stats.events_per_s:,.0f} events/s, stored {stats.stored:,}, "
+        f"rejected {stats.rejected:,}, alerts fired {stats.alerts_fired:,}, lag {lag}{state}"
+    )
