@@ -53,6 +53,7 @@ import psycopg
 from psycopg import sql
 
 from fleetwatch.config import data_dir as user_data_dir
+from fleetwatch.config import mask_dsn
 
 DATABASE: Final = "fleetwatch"
 SUPERUSER: Final = "fleetwatch"
@@ -467,3 +468,24 @@ class EmbeddedPostgres:
                         f"connections: {first[0] if first else error}{self._log_hint()}"
                     ) from None
                 time.sleep(0.1)
+
+
+def describe_database(dsn: str | None, data_dir: Path | None) -> str:
+    """``embedded at PATH`` or the masked DSN, for status lines."""
+    if dsn:
+        return mask_dsn(dsn)
+    return f"embedded at {(data_dir or default_data_dir()).expanduser()}"
+
+
+@contextlib.contextmanager
+def database_dsn(dsn: str | None, data_dir: Path | None = None) -> Iterator[str]:
+    """Yield ``dsn``, or start the embedded database (``data_dir`` or the default)
+    and yield its DSN, leaving it again on exit."""
+    if dsn:
+        yield dsn
+        return
+    server = EmbeddedPostgres(data_dir)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
