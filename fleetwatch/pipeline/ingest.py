@@ -150,6 +150,70 @@ class _Prepared:
     fired: int
 
 
+def decode_records(
+    records: Sequence[Record], streams: Mapping[str, str], now: datetime, batch: Batch
+) -> list[tuple[TopicPartition, WireModel]]:
+    """Decode ``records``: rejects go to ``batch.rejects``, every record advances
+    ``batch.offsets``; return the valid messages with their partition, in event-time order.
+
+    ``streams`` maps a topic to the stream it carries. The sort is stable, so each
+    vehicle's messages of one stream keep their partition order; the alert engine needs
+    a batch that mixes streams in event-time order.
+    """
+    offsets = batch.offsets
+    messages: list[tuple[TopicPartition, WireModel]] = []
+    for record in records:
+        tp = (record.topic, record.partition)
+        if offsets.get(tp, -1) <= record.offset:
+            offsets[tp] = record.offset + 1
+        try:
+            message = decode(
+                streams.get(record.topic, record.topic), record.value, record.key, now=now
+            )
+            _check_text(message)
+        except DecodeError as error:
+            reason = error.reason
+        except _NUL:
+            reason = "a text field contains a NUL character"
+        else:
+            messages.append((tp, message))
+            continue
+        batch.rejects.append(
+            Reject(record.topic, record.partition, record.offset, record.key, record.value, reason)
+        )
+    messages.sort(key=_event_time)
+    return messages
+
+
+def add_rows(
+    batch: Batch,
+    messages: Iterable[tuple[TopicPartition, WireModel]],
+    odometer: dict[str, float],
+) -> None:
+    """Append the table rows of ``messages`` to ``batch``.
+
+    ``odometer`` holds each vehicle's last odometer reading and is advanced here:
+    ``step_km`` is the increase since that reading, 0 for a vehicle's first sample and
+    for a reading lower than the last (out of order, or a replaced odometer), so
+    distance is never negative and never counted twice.
+    """
+    for _, message in messages:
+        if isinstance(message, Telemetry):
+            vehicle = message.vehicle_id
+            reading = message.odometer_km
+            previous = odometer.get(vehicle)
+            step = 0.0
+            if previous is None or reading >= previous:
+                if previous is not None:
+                    step = reading - previous
+                odometer[vehicle] = reading
+            batch.telemetry.append(telemetry_row(message, step))
+        elif isinstance(message, PerceptionEvent):
+            batch.perception.append(perception_row(message))
+        elif isinstance(message, DrivingEvent):
+            batch.driving.append(driving_row(message))
+
+
 class Ingestor:
     """The ingest loop over one consumer and one database connection at a time."""
 
@@ -403,76 +467,18 @@ class Ingestor:
     def _prepare(self, conn: psycopg.Connection[Any], records: list[Record]) -> _Prepared:
         """Decode, validate, compute ``step_km`` and run the alert engine over ``records``."""
         params = self.params
-        now = self._clock()
         batch = Batch(group=params.group)
-        offsets = batch.offsets
-        messages: list[tuple[TopicPartition, WireModel]] = []
-        streams = params.topics
-        for record in records:
-            tp = (record.topic, record.partition)
-            next_offset = record.offset + 1
-            if offsets.get(tp, -1) < next_offset:
-                offsets[tp] = next_offset
-            stream = streams.get(record.topic, record.topic)
-            try:
-                message = decode(stream, record.value, record.key, now=now)
-                _check_text(message)
-            except DecodeError as error:
-                batch.rejects.append(
-                    Reject(
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        record.key,
-                        record.value,
-                        error.reason,
-                    )
-                )
-                continue
-            except _NUL:
-                batch.rejects.append(
-                    Reject(
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        record.key,
-                        record.value,
-                        "a text field contains a NUL character",
-                    )
-                )
-                continue
-            messages.append((tp, message))
-        # The engine needs a batch mixing streams in event-time order; the sort is stable,
-        # so each vehicle's samples of one stream keep their partition order.
-        messages.sort(key=_event_time)
-        batch.expected_offsets = {tp: self._believed.get(tp) for tp in offsets}
+        messages = decode_records(records, params.topics, self._clock(), batch)
+        batch.expected_offsets = {tp: self._believed.get(tp) for tp in batch.offsets}
 
         vehicles = {m.vehicle_id for _, m in messages}
         self._first_sight(conn, messages, vehicles)
         self._advance_partition_times(messages)
 
         engine = self.engine
-        odometer = self._odometer
         for _, message in messages:
             engine.observe(message)
-            if isinstance(message, Telemetry):
-                vehicle = message.vehicle_id
-                reading = message.odometer_km
-                previous = odometer.get(vehicle)
-                if previous is None:
-                    step = 0.0
-                    odometer[vehicle] = reading
-                elif reading >= previous:
-                    step = reading - previous
-                    odometer[vehicle] = reading
-                else:
-                    step = 0.0  # out of order or a reset odometer: never negative distance
-                batch.telemetry.append(telemetry_row(message, step))
-            elif isinstance(message, PerceptionEvent):
-                batch.perception.append(perception_row(message))
-            else:
-                assert isinstance(message, DrivingEvent)
-                batch.driving.append(driving_row(message))
+        add_rows(batch, messages, self._odometer)
         watermark = self._current_watermark()
         if watermark is not None:
             engine.tick(watermark)
