@@ -29,7 +29,7 @@ class Callbacks:
 
 
 def drain(consumer: Consumer, max_records: int = 1000) -> list[tuple[str, int, int, bytes]]:
-    out = []
+    out: list[tuple[str, int, int, bytes]] = []
     while records := consumer.poll_batch(max_records, 0.0):
         out.extend((r.topic, r.partition, r.offset, r.value or b"") for r in records)
     return out
@@ -61,8 +61,8 @@ def test_records_of_one_key_stay_ordered_in_one_partition() -> None:
     by_key: dict[str, list[int]] = {}
     partitions: dict[str, set[int]] = {}
     for _topic, partition, _offset, value in records:
-        key, i = value.decode().split(":")
-        by_key.setdefault(key, []).append(int(i))
+        key, index = value.decode().split(":")
+        by_key.setdefault(key, []).append(int(index))
         partitions.setdefault(key, set()).add(partition)
     assert all(values == sorted(values) for values in by_key.values())
     assert all(len(p) == 1 for p in partitions.values())
