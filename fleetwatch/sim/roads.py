@@ -49,6 +49,8 @@ class Segment:
     """Whether a traffic light (which may be red) stands at the end of the segment."""
     start_m: float
     """Distance from the start of the route to the start of this segment."""
+    metres_per_degree_lon: float
+    """The local projection the segment was laid out with (at the city's latitude)."""
 
     def point(self, offset_m: float) -> tuple[float, float]:
         return (
@@ -154,6 +156,7 @@ def _legs_to_segments(city: City, legs: list[Leg], origin: tuple[float, float]) 
                     road=road,
                     light_at_end=road != RoadClass.HIGHWAY,
                     start_m=start_m,
+                    metres_per_degree_lon=metres_per_degree_lon,
                 )
             )
             lat += lat_per_m * piece
@@ -232,7 +235,7 @@ def distance_to_route_m(route: Route, lat: float, lon: float) -> float:
     best = math.inf
     for seg in route.segments:
         # Project onto the segment in local metres.
-        metres_per_degree_lon = METRES_PER_DEGREE_LAT * math.cos(math.radians(seg.start_lat))
+        metres_per_degree_lon = seg.metres_per_degree_lon
         px = (lon - seg.start_lon) * metres_per_degree_lon
         py = (lat - seg.start_lat) * METRES_PER_DEGREE_LAT
         ux = seg.lon_per_m * metres_per_degree_lon
