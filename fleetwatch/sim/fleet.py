@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final, TypeVar
@@ -182,11 +183,9 @@ def _cumulative(weighted: Sequence[tuple[T, float]]) -> Cumulative:
 
 
 def _pick(table: Cumulative, u: float) -> Any:
+    """The value whose cumulative bound is the first above ``u`` (uniform in [0, 1))."""
     bounds, values = table
-    for bound, value in zip(bounds, values, strict=True):
-        if u < bound:
-            return value
-    return values[-1]
+    return values[bisect_right(bounds, u)]
 
 
 def _poisson_bounds(mean: float, top: int = 6) -> tuple[float, ...]:
@@ -225,6 +224,19 @@ def _trusted(cls: type[_M], fields: frozenset[str], values: dict[str, Any]) -> _
     _object_setattr(message, "__pydantic_extra__", None)
     _object_setattr(message, "__pydantic_private__", None)
     return message
+
+
+_UUID_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_V4: Final = (4 << 76) | (0x8000 << 48)
+_SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
+
+
+def _uuid4(bits: int) -> uuid.UUID:
+    """``uuid.UUID(int=bits, version=4)``, in half the time (the unit tests compare them)."""
+    value = uuid.UUID.__new__(uuid.UUID)
+    _object_setattr(value, "int", (bits & _UUID_CLEAR) | _UUID_V4)
+    _object_setattr(value, "is_safe", _SAFE_UNKNOWN)
+    return value
 
 
 _TELEMETRY_FIELDS: Final = frozenset(Telemetry.model_fields)
@@ -379,7 +391,7 @@ class Vehicle:
         self.red_ahead = False
 
     def _new_id(self) -> uuid.UUID:
-        return uuid.UUID(int=self.rng.getrandbits(128), version=4)
+        return _uuid4(self.rng.getrandbits(128))
 
     def _event(
         self,
@@ -403,9 +415,9 @@ class Vehicle:
                     "type": kind,
                     "cause": cause,
                     "detail": detail,
-                    "lat": round(lat, 6),
-                    "lon": round(lon, 6),
-                    "speed_kmh": round(self.speed_mps * 3.6, 2),
+                    "lat": int(lat * 1e6) / 1e6,
+                    "lon": int(lon * 1e6) / 1e6,
+                    "speed_kmh": int(self.speed_mps * 360.0 + 0.5) / 100.0,
                     "autopilot": autopilot,
                 },
             )
@@ -436,17 +448,17 @@ class Vehicle:
                 _TELEMETRY_FIELDS,
                 {
                     "schema_version": 1,
-                    "event_id": uuid.UUID(int=self.rng.getrandbits(128), version=4),
+                    "event_id": _uuid4(self.rng.getrandbits(128)),
                     "time": now,
                     "vehicle_id": self.vehicle_id,
-                    "speed_kmh": round(self.speed_mps * 3.6, 2),
+                    "speed_kmh": int(self.speed_mps * 360.0 + 0.5) / 100.0,
                     "speed_limit_kmh": self.seg.limit_kmh,
-                    "lat": round(lat, 6),
-                    "lon": round(lon, 6),
+                    "lat": int(lat * 1e6) / 1e6,
+                    "lon": int(lon * 1e6) / 1e6,
                     "heading_deg": self.seg.heading_deg,
-                    "battery_pct": round(100.0 * energy / self.capacity_kwh, 2),
-                    "range_km": round(energy / self.rated_kwh_per_km, 1),
-                    "odometer_km": round(self.odometer_km, 3),
+                    "battery_pct": int(10_000.0 * energy / self.capacity_kwh + 0.5) / 100.0,
+                    "range_km": int(10.0 * energy / self.rated_kwh_per_km + 0.5) / 10.0,
+                    "odometer_km": int(self.odometer_km * 1000.0 + 0.5) / 1000.0,
                     "autopilot": self.autopilot,
                     "city": self.city,
                     "route_id": self.route_id,
@@ -723,12 +735,11 @@ class Vehicle:
             else:
                 r = rng.random()
                 distance = low + (high - low) * r * r
-                closing = rng.gauss(0.0, spread)
+                # Triangular noise: cheaper than gauss() and bounded.
+                closing = (rng.random() - rng.random()) * spread * 2.0
                 if closing * MIN_ORDINARY_TTC_S > distance:
                     closing = distance / MIN_ORDINARY_TTC_S
-                bearing = rng.gauss(0.0, 60.0)
-                if bearing > 180.0 or bearing < -180.0:
-                    bearing = rng.uniform(-180.0, 180.0)
+                bearing = (rng.random() - rng.random()) * 180.0
                 if object_class is ObjectClass.UNKNOWN:
                     confidence = rng.uniform(0.3, 0.7)
                 else:
@@ -739,14 +750,14 @@ class Vehicle:
                     _PERCEPTION_FIELDS,
                     {
                         "schema_version": 1,
-                        "event_id": uuid.UUID(int=rng.getrandbits(128), version=4),
+                        "event_id": _uuid4(rng.getrandbits(128)),
                         "time": now,
                         "vehicle_id": vehicle_id,
                         "object_class": object_class,
-                        "distance_m": round(distance, 2),
-                        "closing_speed_mps": round(closing, 2),
-                        "bearing_deg": round(bearing, 1),
-                        "confidence": round(confidence, 3),
+                        "distance_m": int(distance * 100.0 + 0.5) / 100.0,
+                        "closing_speed_mps": int(closing * 100.0) / 100.0,
+                        "bearing_deg": int(bearing * 10.0) / 10.0,
+                        "confidence": int(confidence * 1000.0 + 0.5) / 1000.0,
                     },
                 )
             )

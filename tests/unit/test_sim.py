@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import random
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -20,7 +22,7 @@ from fleetwatch.model import (
     encode,
 )
 from fleetwatch.sim import TICK, Fleet, backfill
-from fleetwatch.sim.fleet import _trusted
+from fleetwatch.sim.fleet import _trusted, _uuid4
 from fleetwatch.sim.roads import all_routes, distance_to_route_m
 
 START = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
@@ -349,3 +351,14 @@ def test_routes_are_closed_loops_with_realistic_limits() -> None:
         assert 3_000 < route.length_m < 60_000
     limits = {s.limit_kmh for r in routes for s in r.segments}
     assert limits == {30.0, 50.0, 80.0, 110.0, 130.0}
+
+
+def test_fast_uuid4_matches_the_standard_constructor() -> None:
+    rng = random.Random(1)
+    for _ in range(2000):
+        bits = rng.getrandbits(128)
+        fast, standard = _uuid4(bits), uuid.UUID(int=bits, version=4)
+        assert fast == standard
+        assert str(fast) == str(standard)
+        assert fast.version == 4 and fast.variant == uuid.RFC_4122
+        assert hash(fast) == hash(standard)
