@@ -34,7 +34,7 @@ import math
 import random
 import uuid
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final, TypeVar
 
@@ -165,6 +165,8 @@ CLOSING_SPREAD_MPS: Final = (1.8, 2.5, 3.0, 0.8)
 CLOSE_APPROACH_P: Final = (1 / 9000, 1 / 14000, 1 / 20000, 0.0)
 """Per reported object, before the vehicle's quality factor."""
 MIN_ORDINARY_TTC_S: Final = 2.5
+EMERGENCY_TTC_S: Final = 0.8
+"""A close approach this imminent makes a moving vehicle stop (``emergency_stop``)."""
 
 T = TypeVar("T")
 
@@ -638,6 +640,19 @@ class Vehicle:
         v1 = v0 - decel
         return v1 if v1 > 0.0 else 0.0
 
+    def _emergency_stop(self, now: datetime, out: list[Message]) -> None:
+        """Full braking for an imminent collision; the vehicle is stopped next tick."""
+        self._event(
+            out,
+            now,
+            DrivingEventType.EMERGENCY_STOP,
+            "collision_avoidance",
+            f"from {self.speed_mps * 3.6:.0f} km/h",
+            self.autopilot,
+        )
+        v1 = self.speed_mps - 9.0
+        self.speed_mps = v1 if v1 > 0.0 else 0.0
+
     def _arrive(self, now: datetime, out: list[Message]) -> None:
         """Reached the end of a trip, or the depot when driving empty to charge."""
         self.speed_mps = 0.0
@@ -727,11 +742,17 @@ class Vehicle:
             object_class = _pick(classes, rng.random())
             if rng.random() < close_p and object_class is not ObjectClass.UNKNOWN:
                 distance = rng.uniform(4.0, 25.0)
-                closing = distance / rng.uniform(0.6, 1.9)
+                ttc = rng.uniform(0.6, 1.9)
+                closing = distance / ttc
                 bearing = rng.uniform(-30.0, 30.0)
                 confidence = rng.uniform(0.75, 0.99)
-                if self.speed_mps > 5.0 and rng.random() < 0.5:
-                    self.speed_mps = self._hard_brake(now, out, self.speed_mps, "close_approach")
+                if self.speed_mps > 5.0:
+                    if ttc < EMERGENCY_TTC_S:
+                        self._emergency_stop(now, out)
+                    elif rng.random() < 0.5:
+                        self.speed_mps = self._hard_brake(
+                            now, out, self.speed_mps, "close_approach"
+                        )
             else:
                 r = rng.random()
                 distance = low + (high - low) * r * r
@@ -768,9 +789,20 @@ class Fleet:
 
     ``start`` is the event time of the first tick. Call :meth:`step` with
     ``next_time`` (or any later UTC time) to advance one second of event time.
+
+    ``odometers`` (vehicle id -> km, e.g. the last readings stored) makes a restarted
+    simulator continue those odometers instead of drawing new ones, so a vehicle's
+    odometer never goes back across restarts; nothing else changes.
     """
 
-    def __init__(self, vehicles: int, seed: int, start: datetime) -> None:
+    def __init__(
+        self,
+        vehicles: int,
+        seed: int,
+        start: datetime,
+        *,
+        odometers: Mapping[str, float] | None = None,
+    ) -> None:
         if vehicles < 1:
             raise ValueError("a fleet needs at least one vehicle")
         if start.tzinfo is None:
@@ -784,6 +816,10 @@ class Fleet:
             Vehicle(i, seed, start, routes) for i in range(vehicles)
         )
         self.vehicle_ids: tuple[str, ...] = tuple(v.vehicle_id for v in self.vehicles)
+        for vehicle in self.vehicles:
+            reading = (odometers or {}).get(vehicle.vehicle_id)
+            if reading is not None and math.isfinite(reading) and reading >= 0:
+                vehicle.odometer_km = float(reading)
         self._weather_rng = random.Random(f"fleetwatch-weather:{seed}:{start.isoformat()}")
         self.raining: list[bool] = [self._weather_rng.random() < 0.2 for _ in CITIES]
         self.next_time = start

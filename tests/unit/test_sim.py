@@ -234,8 +234,12 @@ def test_other_driving_events_occur(summary: Summary) -> None:
         DrivingEventType.TRIP_END,
         DrivingEventType.CHARGING_START,
         DrivingEventType.CHARGING_END,
+        DrivingEventType.EMERGENCY_STOP,
     ):
         assert _count(summary, kind) > 0, kind
+    assert _count(summary, DrivingEventType.EMERGENCY_STOP) < _count(
+        summary, DrivingEventType.HARD_BRAKE
+    )
 
 
 def test_battery_drains_like_an_electric_car_and_sometimes_runs_low(summary: Summary) -> None:
@@ -330,6 +334,16 @@ def test_backfill_yields_one_batch_per_second() -> None:
     assert len(batches) == 90
     assert batches[-1][0].time == START + timedelta(seconds=89)
     assert fleet.next_time == START + timedelta(seconds=90)
+
+
+def test_odometers_continue_from_given_readings() -> None:
+    plain = Fleet(3, seed=1, start=START)
+    resumed = Fleet(3, seed=1, start=START, odometers={"AV-0002": 123_456.7, "AV-0009": 1.0})
+    assert resumed.vehicles[1].odometer_km == 123_456.7
+    assert resumed.vehicles[0].odometer_km == plain.vehicles[0].odometer_km
+    batch = resumed.step(START)
+    second = next(m for m in batch if isinstance(m, Telemetry) and m.vehicle_id == "AV-0002")
+    assert second.odometer_km >= 123_456.7
 
 
 def test_a_fleet_needs_vehicles_and_an_aware_start() -> None:
