@@ -5,6 +5,7 @@ generation plus ``fleetwatch.model.encode`` must exceed about 40,000 messages/s.
 
     .venv/bin/python tests/benchmarks/bench_sim.py [--ticks N] [--vehicles 1000,10000]
     .venv/bin/python tests/benchmarks/bench_sim.py --profile   # cProfile of 10 ticks
+    .venv/bin/python tests/benchmarks/bench_sim.py --kafka HOST:PORT  # also into a real broker
 
 Also measures the whole runner (:func:`fleetwatch.sim.run`, backfill mode) into a
 producer that drops records, which adds the topic lookup, keys and counting.
@@ -89,11 +90,43 @@ def bench_runner(vehicles: int, ticks: int) -> None:
     )
 
 
+def bench_kafka(bootstrap: str, vehicles: int, ticks: int) -> None:
+    """The whole runner into a real broker (topics under a throw-away prefix)."""
+    import uuid
+
+    from confluent_kafka.admin import AdminClient
+
+    from fleetwatch.model import TOPICS
+    from fleetwatch.transport.kafka import KafkaProducer, ensure_topics
+
+    prefix = f"fwbench-{uuid.uuid4().hex[:8]}."
+    topics = [prefix + t for t in TOPICS]
+    ensure_topics(bootstrap, topics, 6)
+    producer = KafkaProducer(bootstrap)
+    try:
+        fleet = Fleet(vehicles, seed=1, start=START)
+        clock = FixedClock(START + timedelta(seconds=ticks - 1))
+        t0 = time.perf_counter()
+        counts = run(fleet, producer, mode=Mode.BACKFILL, clock=clock, topic_prefix=prefix)
+        elapsed = time.perf_counter() - t0
+    finally:
+        producer.close()
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for future in admin.delete_topics(topics, operation_timeout=30).values():
+            future.result(timeout=60)
+    total = sum(counts.values())
+    print(
+        f"{vehicles:>6} vehicles, {ticks} ticks into Kafka at {bootstrap} (flushed): "
+        f"{total:,} messages, {total / elapsed:,.0f} msg/s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=20)
     parser.add_argument("--vehicles", default="1000,10000")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--kafka", metavar="HOST:PORT", help="also measure producing to Kafka")
     args = parser.parse_args()
     sizes = [int(v) for v in args.vehicles.split(",")]
     if args.profile:
@@ -110,6 +143,9 @@ def main() -> None:
         bench_step(vehicles, args.ticks)
     for vehicles in sizes:
         bench_runner(vehicles, args.ticks)
+    if args.kafka:
+        for vehicles in sizes:
+            bench_kafka(args.kafka, vehicles, args.ticks)
 
 
 if __name__ == "__main__":
