@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
 
 from fleetwatch.cli import add_connection_flags
-from fleetwatch.config import Settings
+from fleetwatch.config import Settings, log_dir
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,40 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def setup_logging() -> Path | None:
+    """Send fleetwatch's logs to ``fleetwatch.log`` under the user log dir (never the screen)."""
+    try:
+        directory = log_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "fleetwatch.log"
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("fleetwatch")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    logging.getLogger("fleetwatch.transport.librdkafka").setLevel(logging.CRITICAL)
+    return path
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    print("fleetwatch: the terminal app is not implemented yet", file=sys.stderr)
-    return 2
+    # Textual and the services are imported here so other commands never load them.
+    from fleetwatch.tui.app import create_app
+    from fleetwatch.tui.runtime import AppServices
+
+    log_path = setup_logging()
+    services = AppServices(settings)
+    app = create_app(settings, services=services)
+    try:
+        app.run()
+    finally:
+        if services.dsn is not None or services.mode == "embedded":
+            print("fleetwatch: stopping…", file=sys.stderr, flush=True)
+        services.stop()
+    if app.return_code not in (None, 0):
+        where = f"; see {log_path}" if log_path else ""
+        print(f"fleetwatch: the app stopped with an error{where}", file=sys.stderr)
+        return app.return_code or 1
+    return 0

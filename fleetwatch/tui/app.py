@@ -1,0 +1,731 @@
+"""The fleetwatch terminal app: composition root shared by the CLI, the tests and the
+screenshot script (:func:`create_app`).
+
+Threading model: thread workers do every piece of I/O (starting services, refresh
+queries, acknowledgements, CSV export) and post typed messages back; the UI thread
+only renders immutable snapshots. Refreshes follow a poll loop: a refresh worker
+runs, its result is rendered, and only then is the next refresh scheduled, so
+refreshes never overlap. One ``Worker.StateChanged`` handler reports unexpected errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import logging
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, ClassVar, cast
+
+import platformdirs
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from fleetwatch.config import APP_NAME, Settings
+from fleetwatch.tui import format as fmt
+from fleetwatch.tui.messages import (
+    ActionDone,
+    ActionFailed,
+    OpenVehicle,
+    RefreshFailed,
+    RenderContext,
+    ServicesFailed,
+    ServicesReady,
+    SnapshotFetched,
+    StartupProgress,
+)
+from fleetwatch.tui.screens.alerts import AlertsPane
+from fleetwatch.tui.screens.common import FilterBox, View
+from fleetwatch.tui.screens.fleet import FleetPane
+from fleetwatch.tui.screens.interventions import InterventionsPane
+from fleetwatch.tui.screens.modals import (
+    ACK_CHOICES,
+    SILENCE_CHOICES,
+    DurationModal,
+    HelpScreen,
+    StartupPanel,
+)
+from fleetwatch.tui.screens.perception import PerceptionPane
+from fleetwatch.tui.screens.vehicle import VehicleDetail
+from fleetwatch.tui.snapshots import (
+    VIEW_NAMES,
+    WINDOW_NAMES,
+    WINDOWS,
+    ServiceStatus,
+    Snapshot,
+    ViewName,
+    ViewRequest,
+    WindowName,
+)
+from fleetwatch.tui.source import (
+    Clock,
+    DataSource,
+    Services,
+    SourceUnavailable,
+    StatusSource,
+)
+from fleetwatch.tui.widgets.bars import StatusBar, WindowSelector
+from fleetwatch.tui.widgets.table import SnapshotTable
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_S = 10.0
+
+VIEW_TITLES: dict[ViewName, str] = {
+    "fleet": "Fleet",
+    "vehicle": "Vehicle",
+    "alerts": "Alerts",
+    "interventions": "Interventions",
+    "perception": "Perception",
+}
+
+# Actions that only make sense on one view; hidden from the footer elsewhere.
+VIEW_ACTIONS: dict[str, tuple[ViewName, ...]] = {
+    "acknowledge": ("alerts",),
+    "silence": ("alerts",),
+    "step_vehicle": ("vehicle",),
+    "filter": ("fleet", "alerts", "interventions", "perception"),
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def default_export_dir() -> Path:
+    """Where ``e`` writes CSV files: ``fleetwatch`` under the user's documents folder."""
+    return Path(platformdirs.user_documents_dir()) / APP_NAME
+
+
+class FleetwatchApp(App[int]):
+    """Live fleet monitor; see the module docstring for the threading model."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "fleetwatch"
+    HORIZONTAL_BREAKPOINTS = [
+        (0, "-narrow"),
+        (100, "-wide"),
+    ]
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "1", "show_view('fleet')", "Fleet", id="view.fleet", tooltip="Fleet KPIs and vehicles"
+        ),
+        Binding(
+            "2", "show_view('vehicle')", "Vehicle", id="view.vehicle", tooltip="The chosen vehicle"
+        ),
+        Binding(
+            "3", "show_view('alerts')", "Alerts", id="view.alerts", tooltip="Open and recent alerts"
+        ),
+        Binding(
+            "4",
+            "show_view('interventions')",
+            "Interventions",
+            id="view.interventions",
+            tooltip="Interventions and disengagements",
+        ),
+        Binding(
+            "5",
+            "show_view('perception')",
+            "Perception",
+            id="view.perception",
+            tooltip="Objects, distances, time to collision, near misses",
+        ),
+        Binding("w", "cycle_window", "Window", id="window.cycle", tooltip="Next time window"),
+        Binding(
+            "W",
+            "cycle_window(-1)",
+            "Previous window",
+            id="window.previous",
+            show=False,
+            tooltip="Previous time window",
+        ),
+        Binding("space", "toggle_pause", "Pause", id="pause", tooltip="Pause or resume redraws"),
+        Binding("slash", "filter", "Filter", id="filter", tooltip="Filter the table"),
+        Binding("a", "acknowledge", "Ack", id="alert.acknowledge", tooltip="Acknowledge the alert"),
+        Binding(
+            "s",
+            "silence",
+            "Silence",
+            id="alert.silence",
+            tooltip="Silence the rule for the vehicle",
+        ),
+        Binding(
+            "left_square_bracket",
+            "step_vehicle(-1)",
+            "Prev",
+            id="vehicle.previous",
+            tooltip="Previous vehicle",
+        ),
+        Binding(
+            "right_square_bracket",
+            "step_vehicle(1)",
+            "Next",
+            id="vehicle.next",
+            tooltip="Next vehicle",
+        ),
+        Binding(
+            "escape", "go_back", "Back", id="back", show=False, tooltip="Back / close the filter"
+        ),
+        Binding("e", "export", "Export", id="export", tooltip="Export the table to CSV"),
+        Binding("u", "toggle_units", "km/mi", id="units", tooltip="Switch kilometres and miles"),
+        Binding("r", "refresh_now", "Refresh", id="refresh", show=False, tooltip="Refresh now"),
+        Binding("question_mark", "help", "Help", id="help", tooltip="Show every key"),
+        Binding("q", "quit", "Quit", id="quit", tooltip="Quit fleetwatch"),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        source: DataSource | None = None,
+        status: StatusSource | None = None,
+        services: Services | None = None,
+        clock: Clock = utc_now,
+        export_dir: Path | None = None,
+        user: str | None = None,
+        animate: bool = True,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.source = source
+        self.status_source = status
+        self.services = services
+        self.clock = clock
+        self.export_dir = export_dir or default_export_dir()
+        self.user = user or _user_name()
+        self.window: WindowName = settings.ui.window
+        self.units: fmt.Units = settings.ui.units
+        self.view: ViewName = "fleet"
+        self.previous_view: ViewName = "fleet"
+        self.vehicle_id: str | None = None
+        self.vehicle_at: datetime | None = None
+        self.paused = False
+        self.last_snapshot: Snapshot | None = None
+        self.last_refresh: datetime | None = None
+        self.refresh_error: str | None = None
+        self.status: ServiceStatus | None = None
+        self.fleet_order: tuple[str, ...] = ()
+        self._seq = 0
+        self._poll_timer: Timer | None = None
+        self._retry_s = settings.ui.refresh_s
+        self._started = source is not None
+        if not animate:
+            self.animation_level = "none"
+        if settings.ui.theme in self.available_themes:
+            self.theme = settings.ui.theme
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        context = RenderContext(self.units, self.clock())
+        with Horizontal(id="topbar"):
+            yield Static("fleetwatch", id="brand")
+            yield WindowSelector(self.window, id="window")
+        with TabbedContent(id="tabs", initial="fleet"):
+            panes: list[tuple[ViewName, View]] = [
+                ("fleet", FleetPane(context, id="view-fleet")),
+                ("vehicle", VehicleDetail(context, id="view-vehicle")),
+                ("alerts", AlertsPane(context, id="view-alerts")),
+                ("interventions", InterventionsPane(context, id="view-interventions")),
+                ("perception", PerceptionPane(context, id="view-perception")),
+            ]
+            for index, (name, view) in enumerate(panes, start=1):
+                with TabPane(f"{index} {VIEW_TITLES[name]}", id=name):
+                    yield view
+        yield StartupPanel(id="startup")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._update_status_bar()
+        if self.services is not None and self.source is None:
+            self.query_one("#tabs").display = False
+            self._start_services(self.services)
+        else:
+            self.query_one("#startup").display = False
+            self.request_refresh()
+        self.call_after_refresh(self._focus_view)
+
+    def on_unmount(self) -> None:
+        self._stop_polling()
+        if self.source is not None:
+            try:
+                self.source.close()
+            except Exception:  # closing must never stop the app from exiting
+                log.exception("closing the data source failed")
+
+    # ------------------------------------------------------------------ services
+
+    @work(thread=True, exclusive=True, group="services", exit_on_error=False)
+    def _start_services(self, services: Services) -> None:
+        def progress(step: str, fraction: float | None) -> None:
+            self.post_message(StartupProgress(step, fraction))
+
+        try:
+            source, status = services.start(progress)
+        except SourceUnavailable as error:
+            self.post_message(ServicesFailed(str(error)))
+            return
+        self.source = source
+        self.status_source = status
+        self.post_message(ServicesReady())
+
+    def on_startup_progress(self, message: StartupProgress) -> None:
+        self.query_one(StartupPanel).show_step(message.step, message.fraction)
+
+    def on_services_ready(self, _message: ServicesReady) -> None:
+        self._started = True
+        self.query_one("#startup").display = False
+        self.query_one("#tabs").display = True
+        self.request_refresh()
+        self._focus_view()
+
+    def on_services_failed(self, message: ServicesFailed) -> None:
+        panel = self.query_one(StartupPanel)
+        panel.show_step(f"{message.reason}\nPress q to quit.", 0.0)
+        panel.add_class("-failed")
+
+    # ------------------------------------------------------------------ poll loop
+
+    def build_request(self) -> ViewRequest:
+        now = self.clock()
+        vehicle_end = None
+        if self.vehicle_at is not None:
+            span = WINDOWS[self.window]
+            vehicle_end = min(now, self.vehicle_at + span / 4)
+        return ViewRequest(
+            view=self.view,
+            window=self.window,
+            end=now,
+            vehicle_id=self.vehicle_id,
+            vehicle_end=vehicle_end,
+        )
+
+    def request_refresh(self) -> None:
+        """Refresh now (superseding any refresh in flight); the loop continues from it."""
+        self._stop_polling()
+        if self.source is None:
+            return
+        self._seq += 1
+        self._fetch(self.source, self._seq, self.build_request())
+
+    @work(thread=True, exclusive=True, group="refresh", exit_on_error=False)
+    def _fetch(self, source: DataSource, seq: int, request: ViewRequest) -> None:
+        try:
+            snapshot = source.fetch(request)
+        except SourceUnavailable as error:
+            self.post_message(RefreshFailed(seq, str(error)))
+            return
+        self.post_message(SnapshotFetched(seq, snapshot))
+
+    def _tick(self) -> None:
+        self._poll_timer = None
+        if self.paused:
+            self._update_status_bar()
+            self._schedule(self.settings.ui.refresh_s)
+        else:
+            self.request_refresh()
+
+    def _schedule(self, delay_s: float) -> None:
+        self._stop_polling()
+        self._poll_timer = self.set_timer(delay_s, self._tick, name="poll")
+
+    def _stop_polling(self) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+
+    def on_snapshot_fetched(self, message: SnapshotFetched) -> None:
+        if message.seq != self._seq:
+            return
+        self.refresh_error = None
+        self._retry_s = self.settings.ui.refresh_s
+        self.last_snapshot = message.snapshot
+        self.last_refresh = message.snapshot.taken_at
+        if message.snapshot.fleet is not None:
+            self.fleet_order = tuple(v.vehicle_id for v in message.snapshot.fleet.vehicles)
+        if not self.paused:
+            self._render_snapshot(message.snapshot)
+        self._update_status_bar()
+        self._schedule(self.settings.ui.refresh_s)
+
+    def on_refresh_failed(self, message: RefreshFailed) -> None:
+        if message.seq != self._seq:
+            return
+        self._refresh_failed(message.reason)
+
+    def _refresh_failed(self, reason: str) -> None:
+        self.refresh_error = reason
+        since = f" Showing data from {fmt.clock(self.last_refresh)}." if self.last_refresh else ""
+        self._current_view().set_notice(
+            f"Database unavailable: {reason} Retrying every {self._retry_s:.0f} s.{since}"
+        )
+        self._update_status_bar()
+        self._schedule(self._retry_s)
+        self._retry_s = min(MAX_RETRY_S, max(1.0, self._retry_s * 2))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place unexpected worker failures land: logged, shown, never raised."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        log.error("worker %s failed", event.worker.name, exc_info=error)
+        reason = f"{type(error).__name__}: {error}"
+        if event.worker.group == "refresh":
+            self._refresh_failed(reason)
+        elif event.worker.group == "services":
+            self.on_services_failed(ServicesFailed(f"Start-up failed: {reason}"))
+        else:
+            self.notify(reason, title="Error", severity="error")
+
+    # ------------------------------------------------------------------ rendering
+
+    def context(self) -> RenderContext:
+        now = self.last_snapshot.taken_at if self.last_snapshot else self.clock()
+        return RenderContext(self.units, now)
+
+    def _render_snapshot(self, snapshot: Snapshot) -> None:
+        view = self._view(snapshot.request.view)
+        try:
+            view.show(snapshot, self.context())
+        except Exception:  # a rendering bug must not take the monitor down
+            log.exception("rendering %s failed", snapshot.request.view)
+            view.set_notice("This view could not be drawn; see the log file.")
+
+    def _update_status_bar(self) -> None:
+        status = self.status_source.status() if self.status_source is not None else None
+        if status is not None and self.refresh_error is not None:
+            status = _with_database_down(status, self.refresh_error)
+        self.status = status
+        self.query_one(StatusBar).show(
+            status,
+            paused=self.paused,
+            last_refresh=self.last_refresh,
+            refresh_error=None,
+            units=self.units,
+        )
+        self.sub_title = "PAUSED" if self.paused else ""
+
+    def _view(self, name: ViewName) -> View:
+        return self.query_one(f"#view-{name}", View)
+
+    def _current_view(self) -> View:
+        return self._view(self.view)
+
+    def _focus_view(self) -> None:
+        self._current_view().focus_main()
+
+    # ------------------------------------------------------------------ navigation
+
+    def action_show_view(self, name: str) -> None:
+        if name not in VIEW_NAMES:
+            return
+        self.query_one(TabbedContent).active = name
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        name = cast(ViewName, event.pane.id)
+        if name == self.view:
+            return
+        self.previous_view = self.view
+        self.view = name
+        self.refresh_bindings()
+        self.call_after_refresh(self._focus_view)
+        self.request_refresh()
+
+    def on_open_vehicle(self, message: OpenVehicle) -> None:
+        self.open_vehicle(message.vehicle_id, message.at)
+
+    def open_vehicle(self, vehicle_id: str, at: datetime | None = None) -> None:
+        self.vehicle_id = vehicle_id
+        self.vehicle_at = at
+        self._view("vehicle").vehicle_id = vehicle_id  # type: ignore[attr-defined]
+        if self.view == "vehicle":
+            self.request_refresh()
+        else:
+            self.action_show_view("vehicle")
+
+    def action_go_back(self) -> None:
+        focused = self.focused
+        if isinstance(focused, FilterBox):
+            focused.close()
+            self._current_view().focus_main()
+            table = self._current_view().main_table()
+            if table is not None:
+                table.set_filter("")
+            return
+        if self.view == "vehicle":
+            self.action_show_view(
+                self.previous_view if self.previous_view != "vehicle" else "fleet"
+            )
+
+    def action_step_vehicle(self, step: int) -> None:
+        order = self._vehicle_order()
+        if not order:
+            return
+        if self.vehicle_id in order:
+            index = (order.index(self.vehicle_id) + step) % len(order)
+        else:
+            index = 0 if step > 0 else len(order) - 1
+        self.open_vehicle(order[index])
+
+    def _vehicle_order(self) -> list[str]:
+        table = self._view("fleet").main_table()
+        if table is not None and table.shown_rows:
+            return [row.vehicle_id for row in table.shown_rows]
+        return sorted(self.fleet_order)
+
+    # ------------------------------------------------------------------ window, pause, units
+
+    def action_cycle_window(self, step: int = 1) -> None:
+        index = (WINDOW_NAMES.index(self.window) + step) % len(WINDOW_NAMES)
+        self.set_window(WINDOW_NAMES[index])
+
+    def set_window(self, window: WindowName) -> None:
+        self.window = window
+        self.query_one(WindowSelector).show(window)
+        self.request_refresh()
+
+    def on_window_selector_chosen(self, message: WindowSelector.Chosen) -> None:
+        self.set_window(message.window)
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self._update_status_bar()
+        if not self.paused:
+            self.request_refresh()
+
+    def action_toggle_units(self) -> None:
+        self.units = "mi" if self.units == "km" else "km"
+        if self.last_snapshot is not None and not self.paused:
+            self._render_snapshot(self.last_snapshot)
+        self._update_status_bar()
+
+    def action_refresh_now(self) -> None:
+        self.request_refresh()
+
+    def action_filter(self) -> None:
+        self._current_view().open_filter()
+
+    # ------------------------------------------------------------------ alerts
+
+    def _selected_alert(self) -> Any:
+        view = self._view("alerts")
+        assert isinstance(view, AlertsPane)
+        return view.selected_alert()
+
+    def action_acknowledge(self) -> None:
+        alert = self._selected_alert()
+        if alert is None or self.source is None:
+            self.notify("Choose an alert first.", severity="warning")
+            return
+        if alert.state == "resolved":
+            self.notify("This alert is resolved; only open alerts can be acknowledged.")
+            return
+
+        def chosen(duration: timedelta | None) -> None:
+            if duration is not None and self.source is not None:
+                until = self.clock() + duration
+                self._acknowledge(self.source, alert.alert_id, until, alert.rule, alert.vehicle_id)
+
+        self.push_screen(
+            DurationModal(
+                "Acknowledge alert",
+                f"{alert.rule} on {alert.vehicle_id} ({alert.severity})",
+                ACK_CHOICES,
+            ),
+            chosen,
+        )
+
+    def action_silence(self) -> None:
+        alert = self._selected_alert()
+        if alert is None or self.source is None:
+            self.notify("Choose an alert first.", severity="warning")
+            return
+
+        def chosen(duration: timedelta | None) -> None:
+            if duration is not None and self.source is not None:
+                until = self.clock() + duration
+                self._silence(self.source, alert.vehicle_id, alert.rule, until)
+
+        self.push_screen(
+            DurationModal(
+                "Silence rule",
+                f"{alert.rule} for {alert.vehicle_id}",
+                SILENCE_CHOICES,
+            ),
+            chosen,
+        )
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _acknowledge(
+        self, source: DataSource, alert_id: int, until: datetime, rule: str, vehicle_id: str
+    ) -> None:
+        try:
+            source.acknowledge(alert_id, until, self.user)
+        except SourceUnavailable as error:
+            self.post_message(ActionFailed(f"Could not acknowledge: {error}"))
+            return
+        self.post_message(
+            ActionDone(f"Acknowledged {rule} on {vehicle_id} until {fmt.stamp(until)} UTC.")
+        )
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _silence(self, source: DataSource, vehicle_id: str, rule: str, until: datetime) -> None:
+        try:
+            source.silence(vehicle_id, rule, until, self.user)
+        except SourceUnavailable as error:
+            self.post_message(ActionFailed(f"Could not silence: {error}"))
+            return
+        self.post_message(
+            ActionDone(f"Silenced {rule} for {vehicle_id} until {fmt.stamp(until)} UTC.")
+        )
+
+    def on_action_done(self, message: ActionDone) -> None:
+        self.notify(message.text, title="Exported" if message.path else "Done")
+        if message.path is None:
+            self.request_refresh()
+
+    def on_action_failed(self, message: ActionFailed) -> None:
+        self.notify(message.text, title="Failed", severity="error")
+
+    # ------------------------------------------------------------------ export
+
+    def action_export(self) -> None:
+        table = self._current_view().main_table()
+        if table is None:
+            self.notify("This view has no table to export.", severity="warning")
+            return
+        header, rows = table.export_rows()
+        stamp = self.clock().strftime("%Y%m%d-%H%M%S")
+        path = self.export_dir / f"fleetwatch-{self.view}-{self.window}-{stamp}.csv"
+        self._export(path, header, rows)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def _export(self, path: Path, header: list[str], rows: list[list[Any]]) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(header)
+                writer.writerows(rows)
+        except OSError as error:
+            self.post_message(ActionFailed(f"Could not write {path}: {error.strerror}"))
+            return
+        self.post_message(ActionDone(f"{len(rows)} rows written to {path}", path=path))
+
+    # ------------------------------------------------------------------ keys, help, palette
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if isinstance(self.screen, ModalScreen) and action not in ("quit", "help"):
+            return False
+        views = VIEW_ACTIONS.get(action)
+        if views is not None and self.view not in views:
+            return False
+        if action == "go_back":
+            return self.view == "vehicle" or isinstance(self.focused, FilterBox)
+        return True
+
+    def help_rows(self) -> list[tuple[str, str]]:
+        rows: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for key, active in self.screen.active_bindings.items():
+            binding = active.binding
+            if binding.system or not binding.description:
+                continue
+            label = (binding.tooltip or binding.description).strip()
+            name = self.get_key_display(binding)
+            marker = f"{binding.action}:{label}"
+            if marker in seen:
+                continue
+            seen.add(marker)
+            rows.append((name or key, label))
+        return rows
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.help_rows()))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for name in VIEW_NAMES:
+            yield SystemCommand(
+                f"Show {VIEW_TITLES[name]}",
+                f"Switch to the {VIEW_TITLES[name].lower()} view",
+                lambda name=name: self.action_show_view(name),
+            )
+        for window in WINDOW_NAMES:
+            yield SystemCommand(
+                f"Window {window}",
+                f"Show the last {window}",
+                lambda window=window: self.set_window(window),
+            )
+        commands = [
+            ("Pause / resume", "Pause or resume live redraws (ingest goes on)", "toggle_pause"),
+            ("Export table to CSV", "Write the current table to a CSV file", "export"),
+            ("Switch units", "Switch between kilometres and miles", "toggle_units"),
+            ("Filter table", "Filter the current table", "filter"),
+            ("Acknowledge alert", "Acknowledge the selected alert", "acknowledge"),
+            ("Silence rule", "Silence the selected alert's rule for its vehicle", "silence"),
+            ("Next vehicle", "Show the next vehicle", "step_vehicle(1)"),
+            ("Previous vehicle", "Show the previous vehicle", "step_vehicle(-1)"),
+            ("Refresh now", "Run the queries now", "refresh_now"),
+            ("Help", "Show every key", "help"),
+        ]
+        for title, help_text, action in commands:
+            yield SystemCommand(title, help_text, lambda action=action: self._palette(action))
+
+    def _palette(self, action: str) -> None:
+        self.call_later(self.run_action, action)
+
+    def on_data_table_row_highlighted(self, _event: SnapshotTable.RowHighlighted) -> None:
+        if self.view == "alerts":
+            self.refresh_bindings()
+
+
+def _with_database_down(status: ServiceStatus, reason: str) -> ServiceStatus:
+    return replace(status, database="down", database_detail=_short(reason))
+
+
+def _short(reason: str, limit: int = 40) -> str:
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
+def _user_name() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in some containers
+        return "operator"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    source: DataSource | None = None,
+    status: StatusSource | None = None,
+    services: Services | None = None,
+    clock: Clock = utc_now,
+    export_dir: Path | None = None,
+    user: str | None = None,
+    animate: bool = True,
+) -> FleetwatchApp:
+    """Build the app. The CLI passes ``services`` (embedded or connected mode); tests and
+    screenshots pass a fixed ``source``/``status`` and a fixed ``clock``."""
+    return FleetwatchApp(
+        settings,
+        source=source,
+        status=status,
+        services=services,
+        clock=clock,
+        export_dir=export_dir,
+        user=user,
+        animate=animate,
+    )

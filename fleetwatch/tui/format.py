@@ -1,0 +1,84 @@
+"""Formatting of figures for the terminal app: units (km or miles), ages, counts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Final, Literal
+
+Units = Literal["km", "mi"]
+KM_PER_MILE: Final = 1.609344
+
+
+def distance(km: float, units: Units, *, digits: int = 1) -> str:
+    value = km if units == "km" else km / KM_PER_MILE
+    if abs(value) >= 10_000:
+        return f"{value:,.0f} {units}"
+    return f"{value:,.{digits}f} {units}"
+
+
+def distance_value(km: float, units: Units) -> float:
+    return km if units == "km" else km / KM_PER_MILE
+
+
+def speed(kmh: float, units: Units) -> str:
+    if units == "km":
+        return f"{kmh:.0f} km/h"
+    return f"{kmh / KM_PER_MILE:.0f} mph"
+
+
+def speed_value(kmh: float, units: Units) -> float:
+    return kmh if units == "km" else kmh / KM_PER_MILE
+
+
+def speed_unit(units: Units) -> str:
+    return "km/h" if units == "km" else "mph"
+
+
+def per_event(km: float | None, units: Units, what: str = "interventions") -> str:
+    """``km per intervention`` as shown: "no interventions" rather than infinity."""
+    if km is None:
+        return f"no {what}"
+    return distance(km, units)
+
+
+def age(then: datetime, now: datetime) -> str:
+    """Compact age such as ``3s``, ``4m``, ``2h``, ``5d`` (``now`` when in the future)."""
+    seconds = int((now - then).total_seconds())
+    if seconds < 1:
+        return "now"
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    if seconds % 86400 == 0 and seconds >= 86400:
+        return f"{seconds // 86400}d"
+    if seconds % 3600 == 0 and seconds >= 3600:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m"
+
+
+def clock(moment: datetime) -> str:
+    return moment.strftime("%H:%M:%S")
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%m-%d %H:%M:%S")
+
+
+def count(value: int) -> str:
+    return f"{value:,}"
+
+
+def rate(per_s: float | None) -> str:
+    if per_s is None:
+        return "-"
+    if per_s >= 1000:
+        return f"{per_s / 1000:.1f}k/s"
+    return f"{per_s:.0f}/s"

@@ -1,0 +1,183 @@
+"""The alerts view: open and recent alerts, filterable by state, severity and rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Select
+
+from fleetwatch.tui import format as fmt
+from fleetwatch.tui.messages import OpenVehicle, RenderContext
+from fleetwatch.tui.screens.common import SEVERITY_STYLE, STATE_STYLE, FilterBox, View, styled
+from fleetwatch.tui.snapshots import ALERT_STATES, SEVERITIES, AlertRow, Snapshot
+from fleetwatch.tui.widgets.table import Column, SnapshotTable
+
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+STATE_RANK = {"firing": 0, "pending": 1, "resolved": 2}
+
+
+def alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
+    now = context.now
+    return [
+        Column(
+            "state",
+            "State",
+            lambda a: _state_cell(a, context),
+            lambda a: STATE_RANK.get(a.state, 9),
+        ),
+        Column(
+            "severity",
+            "Severity",
+            lambda a: styled(a.severity, SEVERITY_STYLE),
+            lambda a: SEVERITY_RANK.get(a.severity, 9),
+        ),
+        Column("rule", "Rule", lambda a: a.rule, lambda a: a.rule),
+        Column("vehicle", "Vehicle", lambda a: a.vehicle_id, lambda a: a.vehicle_id),
+        Column(
+            "first",
+            "First seen",
+            lambda a: fmt.stamp(a.first_seen),
+            lambda a: a.first_seen,
+            export=lambda a: a.first_seen.isoformat(),
+        ),
+        Column(
+            "last",
+            "Last seen",
+            lambda a: f"{fmt.stamp(a.last_seen)} ({fmt.age(a.last_seen, now)})",
+            lambda a: a.last_seen,
+            export=lambda a: a.last_seen.isoformat(),
+        ),
+        Column(
+            "count", "Count", lambda a: Text(fmt.count(a.count), justify="right"), lambda a: a.count
+        ),
+        Column("summary", "Summary", lambda a: a.summary, lambda a: a.summary),
+    ]
+
+
+def _state_cell(alert: AlertRow, context: RenderContext) -> Text:
+    text = styled(alert.state, STATE_STYLE)
+    if alert.acknowledged(context.now):
+        text.append(" ack", style="dim")
+    elif alert.silenced_until is not None and alert.silenced_until > context.now:
+        text.append(" muted", style="dim")
+    return text
+
+
+def default_alert_order(alert: AlertRow) -> tuple[int, int, float]:
+    return (
+        STATE_RANK.get(alert.state, 9),
+        SEVERITY_RANK.get(alert.severity, 9),
+        -alert.last_seen.timestamp(),
+    )
+
+
+class AlertsPane(View):
+    title = "Alerts"
+
+    def __init__(self, context: RenderContext, *, id: str | None = None) -> None:
+        super().__init__(context, id=id)
+        self._alerts: tuple[AlertRow, ...] = ()
+        self._rules: tuple[str, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_notice()
+        with Horizontal(id="alert-filters"):
+            yield Select(
+                [(s, s) for s in ALERT_STATES],
+                prompt="any state",
+                id="filter-state",
+                compact=True,
+            )
+            yield Select(
+                [(s, s) for s in SEVERITIES],
+                prompt="any severity",
+                id="filter-severity",
+                compact=True,
+            )
+            yield Select([], prompt="any rule", id="filter-rule", compact=True)
+        yield FilterBox(placeholder="filter alerts (vehicle, rule, text…)", id="alerts-filter")
+        yield SnapshotTable(
+            alert_columns(self._render_context),
+            row_key=lambda a: str(a.alert_id),
+            id="alerts-table",
+        )
+
+    def main_table(self) -> SnapshotTable[Any]:
+        return self.query_one("#alerts-table", SnapshotTable)
+
+    def filter_box(self) -> FilterBox:
+        return self.query_one("#alerts-filter", FilterBox)
+
+    def selected_alert(self) -> AlertRow | None:
+        row = self.main_table().current_row()
+        return row if isinstance(row, AlertRow) else None
+
+    def show(self, snapshot: Snapshot, context: RenderContext) -> None:
+        self._render_context = context
+        if snapshot.alerts is None:
+            return
+        self._alerts = snapshot.alerts.alerts
+        rules = tuple(sorted({a.rule for a in self._alerts}))
+        if rules != self._rules:
+            self._rules = rules
+            rule_select: Select[str] = self.query_one("#filter-rule", Select)
+            current = rule_select.value
+            rule_select.set_options([(r, r) for r in rules])
+            if isinstance(current, str) and current in rules:
+                rule_select.value = current
+        self._apply(context)
+
+    def set_filters(
+        self, *, state: str | None = None, severity: str | None = None, rule: str | None = None
+    ) -> None:
+        """Set the selectors programmatically (tests and the command palette)."""
+        for widget_id, value in (
+            ("#filter-state", state),
+            ("#filter-severity", severity),
+            ("#filter-rule", rule),
+        ):
+            select: Select[str] = self.query_one(widget_id, Select)
+            if value is None:
+                select.clear()
+            else:
+                select.value = value
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self._apply(self._render_context)
+
+    def _selected(self, widget_id: str) -> str | None:
+        value = self.query_one(widget_id, Select).value
+        return value if isinstance(value, str) else None
+
+    def _apply(self, context: RenderContext) -> None:
+        state = self._selected("#filter-state")
+        severity = self._selected("#filter-severity")
+        rule = self._selected("#filter-rule")
+        rows = sorted(
+            (
+                a
+                for a in self._alerts
+                if (state is None or a.state == state)
+                and (severity is None or a.severity == severity)
+                and (rule is None or a.rule == rule)
+            ),
+            key=default_alert_order,
+        )
+        table = self.main_table()
+        table.set_spec(alert_columns(context))
+        table.show_rows(rows)
+        if not self._alerts:
+            self.set_notice("No alerts in this window.")
+        elif not rows:
+            self.set_notice("No alert matches the filters.")
+        else:
+            self.set_notice("")
+
+    def on_snapshot_table_row_chosen(self, event: SnapshotTable.RowChosen) -> None:
+        event.stop()
+        alert: AlertRow = event.row
+        self.post_message(OpenVehicle(alert.vehicle_id, at=alert.last_seen))

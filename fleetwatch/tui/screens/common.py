@@ -1,0 +1,93 @@
+"""Shared pieces of the five views: the view base class, the filter box and cell styles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Input, Static
+
+from fleetwatch.tui.messages import RenderContext
+from fleetwatch.tui.snapshots import Snapshot
+from fleetwatch.tui.widgets.table import SnapshotTable
+
+SEVERITY_STYLE = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}
+STATE_STYLE = {"firing": "bold red", "pending": "yellow", "resolved": "dim green"}
+STATUS_STYLE = {"moving": "green", "stopped": "yellow", "charging": "cyan", "silent": "bold red"}
+
+
+def styled(value: str, styles: dict[str, str]) -> Text:
+    return Text(value, style=styles.get(value, ""))
+
+
+class FilterBox(Input):
+    """The ``/`` filter: typing narrows the table below it; Escape clears and leaves."""
+
+    DEFAULT_CSS = """
+    FilterBox { display: none; height: 1; border: none; padding: 0 1; margin: 0; }
+    FilterBox.-open { display: block; }
+    """
+
+    def open(self) -> None:
+        self.add_class("-open")
+        self.focus()
+
+    def close(self) -> None:
+        self.value = ""
+        self.remove_class("-open")
+
+
+class View(Vertical):
+    """One tab's content; renders the part of a :class:`Snapshot` it is given."""
+
+    title = ""
+    """Shown on the tab."""
+
+    def __init__(self, context: RenderContext, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._render_context = context
+
+    def compose_notice(self) -> ComposeResult:
+        yield Static("", classes="notice", id=f"{self.id}-notice")
+
+    def set_notice(self, text: str) -> None:
+        """A one-line message over the view (database down, no data); empty hides it."""
+        notice = self.query_one(f"#{self.id}-notice", Static)
+        notice.update(text)
+        notice.set_class(bool(text), "-shown")
+
+    def show(self, snapshot: Snapshot, context: RenderContext) -> None:
+        raise NotImplementedError
+
+    def main_table(self) -> SnapshotTable[Any] | None:
+        """The table that ``e`` exports and ``/`` filters, if the view has one."""
+        return None
+
+    def filter_box(self) -> FilterBox | None:
+        return None
+
+    def open_filter(self) -> bool:
+        box = self.filter_box()
+        if box is None:
+            return False
+        box.open()
+        return True
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        table = self.main_table()
+        if isinstance(event.input, FilterBox) and table is not None:
+            event.stop()
+            table.set_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        table = self.main_table()
+        if isinstance(event.input, FilterBox) and table is not None:
+            event.stop()
+            table.focus()
+
+    def focus_main(self) -> None:
+        table = self.main_table()
+        if table is not None:
+            table.focus()

@@ -1,0 +1,176 @@
+"""The fleet view: KPI tiles and the sortable, filterable vehicle table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+
+from fleetwatch.tui import format as fmt
+from fleetwatch.tui.messages import OpenVehicle, RenderContext
+from fleetwatch.tui.screens.common import STATUS_STYLE, FilterBox, View, styled
+from fleetwatch.tui.snapshots import FleetKpis, Snapshot, VehicleRow
+from fleetwatch.tui.widgets.bars import KpiTile
+from fleetwatch.tui.widgets.table import Column, SnapshotTable
+
+
+def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
+    units = context.units
+    return [
+        Column("vehicle", "Vehicle", lambda v: v.vehicle_id, lambda v: v.vehicle_id),
+        Column("status", "Status", lambda v: styled(v.status, STATUS_STYLE), lambda v: v.status),
+        Column(
+            "speed",
+            "Speed",
+            lambda v: _speed_cell(v, units),
+            lambda v: v.speed_kmh,
+            export=lambda v: round(fmt.speed_value(v.speed_kmh, units), 1),
+        ),
+        Column(
+            "battery",
+            "Battery",
+            _battery_cell,
+            lambda v: v.battery_pct,
+            export=lambda v: round(v.battery_pct, 1),
+        ),
+        Column(
+            "autopilot",
+            "Autopilot",
+            lambda v: Text("on", style="green") if v.autopilot else Text("off", style="yellow"),
+            lambda v: v.autopilot,
+        ),
+        Column(
+            "last_seen",
+            "Last seen",
+            lambda v: fmt.age(v.last_seen, context.now),
+            lambda v: -v.last_seen.timestamp(),
+            export=lambda v: v.last_seen.isoformat(),
+        ),
+        Column(
+            "alerts",
+            "Alerts",
+            lambda v: Text(str(v.open_alerts), style="bold red") if v.open_alerts else Text("0"),
+            lambda v: v.open_alerts,
+        ),
+        Column(
+            "kmpi",
+            f"{units}/interv.",
+            lambda v: _kmpi_cell(v, units),
+            lambda v: v.km_per_intervention,
+            export=lambda v: (
+                ""
+                if v.km_per_intervention is None
+                else round(fmt.distance_value(v.km_per_intervention, units), 2)
+            ),
+        ),
+        Column("city", "City", lambda v: v.city, lambda v: v.city),
+    ]
+
+
+def _speed_cell(vehicle: VehicleRow, units: fmt.Units) -> Text:
+    text = fmt.speed(vehicle.speed_kmh, units)
+    over = vehicle.speed_kmh > vehicle.speed_limit_kmh + 0.5
+    return Text(text, style="bold red" if over else "", justify="right")
+
+
+def _battery_cell(vehicle: VehicleRow) -> Text:
+    pct = vehicle.battery_pct
+    style = "bold red" if pct < 20 else "yellow" if pct < 35 else "green"
+    bar = "█" * int(pct // 20) + "░" * (5 - int(pct // 20))
+    return Text.assemble((bar, style), f" {pct:3.0f} %")
+
+
+def _kmpi_cell(vehicle: VehicleRow, units: fmt.Units) -> Text:
+    value = vehicle.km_per_intervention
+    if value is None:
+        return Text("none", style="dim", justify="right")
+    return Text(fmt.distance(value, units), justify="right")
+
+
+class FleetPane(View):
+    title = "Fleet"
+
+    def __init__(self, context: RenderContext, *, id: str | None = None) -> None:
+        super().__init__(context, id=id)
+        self._columns_units = context.units
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_notice()
+        with Horizontal(id="kpis"):
+            for name in ("vehicles", "distance", "interventions", "disengagements", "alerts"):
+                yield KpiTile(id=f"kpi-{name}", classes="kpi")
+        yield FilterBox(placeholder="filter vehicles (id, status, city…)", id="fleet-filter")
+        yield SnapshotTable(
+            vehicle_columns(self._render_context),
+            row_key=lambda v: v.vehicle_id,
+            sort_column="vehicle",
+            id="fleet-table",
+        )
+
+    def main_table(self) -> SnapshotTable[Any]:
+        return self.query_one("#fleet-table", SnapshotTable)
+
+    def filter_box(self) -> FilterBox:
+        return self.query_one("#fleet-filter", FilterBox)
+
+    def show(self, snapshot: Snapshot, context: RenderContext) -> None:
+        self._render_context = context
+        fleet = snapshot.fleet
+        if fleet is None:
+            return
+        self._show_kpis(fleet.kpis, context)
+        table = self.main_table()
+        if context.units != self._columns_units:
+            self._columns_units = context.units
+        table.set_spec(vehicle_columns(context))
+        table.show_rows(fleet.vehicles)
+        self.set_notice("" if fleet.vehicles else "No vehicle has reported yet.")
+
+    def _show_kpis(self, kpis: FleetKpis, context: RenderContext) -> None:
+        units = context.units
+        self.query_one("#kpi-vehicles", KpiTile).show(
+            "Vehicles",
+            f"{kpis.vehicles_reporting} / {kpis.vehicles_total} reporting",
+            f"{kpis.vehicles_moving} moving",
+        )
+        share = kpis.autonomous_km / kpis.distance_km * 100 if kpis.distance_km > 0 else 0.0
+        self.query_one("#kpi-distance", KpiTile).show(
+            "Distance",
+            fmt.distance(kpis.distance_km, units),
+            f"{fmt.distance(kpis.autonomous_km, units)} autonomous ({share:.0f} %)",
+        )
+        self.query_one("#kpi-interventions", KpiTile).show(
+            "Interventions",
+            fmt.count(kpis.interventions),
+            _per("per intervention", kpis.km_per_intervention, units, "interventions"),
+        )
+        self.query_one("#kpi-disengagements", KpiTile).show(
+            "Disengagements",
+            fmt.count(kpis.disengagements),
+            _per("per disengagement", kpis.km_per_disengagement, units, "disengagements"),
+        )
+        alerts = Text()
+        alerts.append(
+            f"{kpis.alerts_critical} crit", style="bold red" if kpis.alerts_critical else ""
+        )
+        alerts.append("  ")
+        alerts.append(
+            f"{kpis.alerts_warning} warn", style="bold yellow" if kpis.alerts_warning else ""
+        )
+        alerts.append("  ")
+        alerts.append(f"{kpis.alerts_info} info", style="cyan" if kpis.alerts_info else "")
+        total = kpis.alerts_critical + kpis.alerts_warning + kpis.alerts_info
+        self.query_one("#kpi-alerts", KpiTile).show("Open alerts", f"{total}", alerts)
+
+    def on_snapshot_table_row_chosen(self, event: SnapshotTable.RowChosen) -> None:
+        event.stop()
+        row: VehicleRow = event.row
+        self.post_message(OpenVehicle(row.vehicle_id))
+
+
+def _per(label: str, value: float | None, units: fmt.Units, what: str) -> str:
+    if value is None:
+        return f"no {what}"
+    return f"{fmt.distance(value, units)} {label}"

@@ -1,0 +1,130 @@
+"""The interventions view: interventions and disengagements over time, km per
+intervention by vehicle, and the event list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+
+from fleetwatch.tui import format as fmt
+from fleetwatch.tui.messages import OpenVehicle, RenderContext
+from fleetwatch.tui.screens.common import FilterBox, View
+from fleetwatch.tui.snapshots import DrivingEventRow, InterventionsView, Snapshot
+from fleetwatch.tui.widgets.charts import BarChart, BarData
+from fleetwatch.tui.widgets.table import Column, SnapshotTable
+
+RANKING_BARS = 10
+
+
+def intervention_columns(context: RenderContext) -> list[Column[DrivingEventRow]]:
+    return [
+        Column(
+            "time",
+            "Time",
+            lambda e: fmt.stamp(e.time),
+            lambda e: e.time,
+            export=lambda e: e.time.isoformat(),
+        ),
+        Column("vehicle", "Vehicle", lambda e: e.vehicle_id, lambda e: e.vehicle_id),
+        Column(
+            "type",
+            "Event",
+            lambda e: Text(e.type, style="bold red" if e.type == "intervention" else "bold yellow"),
+            lambda e: e.type,
+        ),
+        Column("cause", "Cause", lambda e: e.cause or "-", lambda e: e.cause),
+        Column(
+            "place",
+            "Place",
+            lambda e: f"{e.lat:.4f}, {e.lon:.4f}",
+            lambda e: (e.lat, e.lon),
+        ),
+        Column(
+            "speed",
+            "Speed",
+            lambda e: Text(fmt.speed(e.speed_kmh, context.units), justify="right"),
+            lambda e: e.speed_kmh,
+            export=lambda e: round(fmt.speed_value(e.speed_kmh, context.units), 1),
+        ),
+        Column(
+            "autopilot",
+            "Autopilot",
+            lambda e: "on" if e.autopilot else "off",
+            lambda e: e.autopilot,
+        ),
+    ]
+
+
+def over_time_data(view: InterventionsView) -> BarData:
+    long = view.bucket_width.total_seconds() >= 86400
+    labels = tuple(b.start.strftime("%m-%d" if long else "%H:%M") for b in view.buckets)
+    return BarData(
+        labels=labels,
+        values=(
+            tuple(float(b.interventions) for b in view.buckets),
+            tuple(float(b.disengagements) for b in view.buckets),
+        ),
+        names=("interventions", "disengagements"),
+        colors=("red", "orange"),
+    )
+
+
+def ranking_data(view: InterventionsView, units: fmt.Units) -> BarData:
+    ranked = [r for r in view.ranking if r.km_per_intervention is not None]
+    ranked.sort(key=lambda r: (r.km_per_intervention or 0.0, r.vehicle_id))
+    top = ranked[:RANKING_BARS]
+    # plotext draws horizontal bars bottom-up: reverse so the worst is on top.
+    top.reverse()
+    return BarData(
+        labels=tuple(r.vehicle_id for r in top),
+        values=(tuple(fmt.distance_value(r.km_per_intervention or 0.0, units) for r in top),),
+        colors=("cyan",),
+        horizontal=True,
+    )
+
+
+class InterventionsPane(View):
+    title = "Interventions"
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_notice()
+        with Horizontal(id="interventions-charts"):
+            yield BarChart("interventions & disengagements over time", id="chart-over-time")
+            yield BarChart("lowest km per intervention", id="chart-ranking")
+        yield FilterBox(placeholder="filter events (vehicle, cause…)", id="interventions-filter")
+        yield SnapshotTable(
+            intervention_columns(self._render_context),
+            row_key=lambda e: f"{e.time.isoformat()}/{e.vehicle_id}/{e.type}",
+            sort_column="time",
+            sort_reverse=True,
+            id="interventions-table",
+        )
+
+    def main_table(self) -> SnapshotTable[Any]:
+        return self.query_one("#interventions-table", SnapshotTable)
+
+    def filter_box(self) -> FilterBox:
+        return self.query_one("#interventions-filter", FilterBox)
+
+    def show(self, snapshot: Snapshot, context: RenderContext) -> None:
+        self._render_context = context
+        view = snapshot.interventions
+        if view is None:
+            return
+        self.query_one("#chart-over-time", BarChart).set_data(over_time_data(view))
+        ranking = self.query_one("#chart-ranking", BarChart)
+        ranking.chart_title = f"lowest {context.units} per intervention"
+        ranking.empty_text = "no interventions in this window"
+        ranking.set_data(ranking_data(view, context.units))
+        table = self.main_table()
+        table.set_spec(intervention_columns(context))
+        table.show_rows(view.events)
+        self.set_notice("" if view.events else "No interventions or disengagements in this window.")
+
+    def on_snapshot_table_row_chosen(self, event: SnapshotTable.RowChosen) -> None:
+        event.stop()
+        row: DrivingEventRow = event.row
+        self.post_message(OpenVehicle(row.vehicle_id, at=row.time))

@@ -1,0 +1,101 @@
+"""The perception view: objects by class, distance and time-to-collision histograms,
+and the near-miss list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+
+from fleetwatch.tui import format as fmt
+from fleetwatch.tui.messages import OpenVehicle, RenderContext
+from fleetwatch.tui.screens.common import FilterBox, View
+from fleetwatch.tui.snapshots import NearMiss, Snapshot
+from fleetwatch.tui.widgets.charts import BarChart, BarData, histogram_data
+from fleetwatch.tui.widgets.table import Column, SnapshotTable
+
+
+def near_miss_columns() -> list[Column[NearMiss]]:
+    return [
+        Column(
+            "time",
+            "Time",
+            lambda n: fmt.stamp(n.time),
+            lambda n: n.time,
+            export=lambda n: n.time.isoformat(),
+        ),
+        Column("vehicle", "Vehicle", lambda n: n.vehicle_id, lambda n: n.vehicle_id),
+        Column("class", "Object", lambda n: n.object_class, lambda n: n.object_class),
+        Column(
+            "distance",
+            "Distance",
+            lambda n: Text(f"{n.distance_m:.1f} m", justify="right"),
+            lambda n: n.distance_m,
+            export=lambda n: round(n.distance_m, 2),
+        ),
+        Column(
+            "closing",
+            "Closing",
+            lambda n: Text(f"{n.closing_speed_mps:.1f} m/s", justify="right"),
+            lambda n: n.closing_speed_mps,
+            export=lambda n: round(n.closing_speed_mps, 2),
+        ),
+        Column(
+            "ttc",
+            "TTC",
+            lambda n: Text(
+                f"{n.ttc_s:.2f} s", style="bold red" if n.ttc_s < 1.0 else "yellow", justify="right"
+            ),
+            lambda n: n.ttc_s,
+            export=lambda n: round(n.ttc_s, 3),
+        ),
+    ]
+
+
+class PerceptionPane(View):
+    title = "Perception"
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_notice()
+        with Horizontal(id="perception-charts"):
+            yield BarChart("objects by class", id="chart-classes")
+            yield BarChart("distance", id="chart-distance")
+            yield BarChart("time to collision", id="chart-ttc")
+        yield FilterBox(placeholder="filter near misses (vehicle, class…)", id="perception-filter")
+        yield SnapshotTable(
+            near_miss_columns(),
+            row_key=lambda n: f"{n.time.isoformat()}/{n.vehicle_id}/{n.object_class}",
+            sort_column="ttc",
+            id="near-miss-table",
+        )
+
+    def main_table(self) -> SnapshotTable[Any]:
+        return self.query_one("#near-miss-table", SnapshotTable)
+
+    def filter_box(self) -> FilterBox:
+        return self.query_one("#perception-filter", FilterBox)
+
+    def show(self, snapshot: Snapshot, context: RenderContext) -> None:
+        view = snapshot.perception
+        if view is None:
+            return
+        self.query_one("#chart-classes", BarChart).set_data(
+            BarData(
+                labels=tuple(c.object_class for c in view.by_class),
+                values=(tuple(float(c.count) for c in view.by_class),),
+                colors=("cyan",),
+            )
+        )
+        self.query_one("#chart-distance", BarChart).set_data(
+            histogram_data(view.distance_bins, "m", "green")
+        )
+        self.query_one("#chart-ttc", BarChart).set_data(histogram_data(view.ttc_bins, "s", "red"))
+        self.main_table().show_rows(view.near_misses)
+        self.set_notice("" if view.by_class else "No perception events in this window.")
+
+    def on_snapshot_table_row_chosen(self, event: SnapshotTable.RowChosen) -> None:
+        event.stop()
+        row: NearMiss = event.row
+        self.post_message(OpenVehicle(row.vehicle_id, at=row.time))

@@ -1,0 +1,221 @@
+"""The vehicle drill-down: current state, speed/battery charts, route, events, alerts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+
+from fleetwatch.tui import format as fmt
+from fleetwatch.tui.messages import RenderContext
+from fleetwatch.tui.screens.common import (
+    SEVERITY_STYLE,
+    STATE_STYLE,
+    STATUS_STYLE,
+    View,
+    styled,
+)
+from fleetwatch.tui.snapshots import (
+    AlertRow,
+    DrivingEventRow,
+    Snapshot,
+    VehicleRow,
+    VehicleView,
+)
+from fleetwatch.tui.widgets.charts import (
+    LineChart,
+    LineData,
+    RouteChart,
+    RouteData,
+    Series,
+    TimeAxis,
+)
+from fleetwatch.tui.widgets.table import Column, SnapshotTable
+
+
+def event_columns(context: RenderContext) -> list[Column[DrivingEventRow]]:
+    return [
+        Column(
+            "time",
+            "Time",
+            lambda e: fmt.clock(e.time),
+            lambda e: e.time,
+            export=lambda e: e.time.isoformat(),
+        ),
+        Column("type", "Event", lambda e: _event_type(e.type), lambda e: e.type),
+        Column("cause", "Cause", lambda e: e.cause or "-", lambda e: e.cause),
+        Column(
+            "speed",
+            "Speed",
+            lambda e: fmt.speed(e.speed_kmh, context.units),
+            lambda e: e.speed_kmh,
+        ),
+    ]
+
+
+def _event_type(kind: str) -> Text:
+    style = {"intervention": "bold red", "disengagement": "bold yellow"}.get(kind, "")
+    return Text(kind, style=style)
+
+
+def vehicle_alert_columns() -> list[Column[AlertRow]]:
+    return [
+        Column("rule", "Rule", lambda a: a.rule, lambda a: a.rule),
+        Column("state", "State", lambda a: styled(a.state, STATE_STYLE), lambda a: a.state),
+        Column(
+            "severity",
+            "Sev.",
+            lambda a: styled(a.severity, SEVERITY_STYLE),
+            lambda a: a.severity,
+        ),
+        Column("last", "Last", lambda a: fmt.clock(a.last_seen), lambda a: a.last_seen),
+    ]
+
+
+class VehicleDetail(View):
+    title = "Vehicle"
+
+    def __init__(self, context: RenderContext, *, id: str | None = None) -> None:
+        super().__init__(context, id=id)
+        self.vehicle_id: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_notice()
+        yield Static("", id="vehicle-header")
+        with Horizontal(id="vehicle-charts"):
+            yield LineChart("speed vs limit", id="chart-speed")
+            yield LineChart("battery %", id="chart-battery")
+            yield RouteChart("route", id="chart-route")
+        with Horizontal(id="vehicle-lists"):
+            with Vertical(id="vehicle-events-box"):
+                yield Static("Driving events", classes="section-title")
+                yield SnapshotTable(
+                    event_columns(self._render_context),
+                    row_key=_event_key,
+                    sort_column="time",
+                    sort_reverse=True,
+                    id="vehicle-events",
+                )
+            with Vertical(id="vehicle-alerts-box"):
+                yield Static("Alerts", classes="section-title")
+                yield SnapshotTable(
+                    vehicle_alert_columns(),
+                    row_key=lambda a: str(a.alert_id),
+                    sort_column="last",
+                    sort_reverse=True,
+                    id="vehicle-alerts",
+                )
+            yield Static("", id="vehicle-perception")
+
+    def main_table(self) -> SnapshotTable[Any]:
+        return self.query_one("#vehicle-events", SnapshotTable)
+
+    def show(self, snapshot: Snapshot, context: RenderContext) -> None:
+        self._render_context = context
+        view = snapshot.vehicle
+        if view is None:
+            if self.vehicle_id is None:
+                self.set_notice("No vehicle chosen: press 1 and Enter on a vehicle.")
+            return
+        self._show_header(view, context)
+        self._show_charts(view, context)
+        events = self.query_one("#vehicle-events", SnapshotTable)
+        events.set_spec(event_columns(context))
+        events.show_rows(view.events)
+        self.query_one("#vehicle-alerts", SnapshotTable).show_rows(view.alerts)
+        self._show_perception(view)
+        if view.vehicle is None:
+            self.set_notice(f"{snapshot.request.vehicle_id} has not reported.")
+        else:
+            self.set_notice("")
+
+    def _show_header(self, view: VehicleView, context: RenderContext) -> None:
+        vehicle = view.vehicle
+        header = self.query_one("#vehicle-header", Static)
+        if vehicle is None:
+            header.update("")
+            return
+        units = context.units
+        text = Text()
+        text.append(f" {vehicle.vehicle_id} ", style="bold reverse")
+        text.append("  ")
+        text.append_text(styled(vehicle.status, STATUS_STYLE))
+        text.append("  speed ", style="dim")
+        over = vehicle.speed_kmh > vehicle.speed_limit_kmh + 0.5
+        text.append(fmt.speed(vehicle.speed_kmh, units), style="bold red" if over else "bold")
+        text.append(f" (limit {fmt.speed(vehicle.speed_limit_kmh, units)})", style="dim")
+        text.append("  battery ", style="dim")
+        text.append(f"{vehicle.battery_pct:.0f} %", style="bold")
+        text.append(f" ({fmt.distance(vehicle.range_km, units, digits=0)} range)", style="dim")
+        text.append("  autopilot ", style="dim")
+        text.append(
+            "on" if vehicle.autopilot else "off", style="green" if vehicle.autopilot else "yellow"
+        )
+        text.append("\n ")
+        text.append(vehicle.city or "-")
+        text.append(f"  {vehicle.lat:.4f}, {vehicle.lon:.4f}", style="dim")
+        text.append("  odometer ", style="dim")
+        text.append(fmt.distance(vehicle.odometer_km, units, digits=0))
+        text.append("  last seen ", style="dim")
+        text.append(fmt.age(vehicle.last_seen, context.now))
+        if view.end < context.now - (view.end - view.start) / 20:
+            text.append("  at ", style="dim")
+            text.append(fmt.stamp(view.end), style="bold magenta")
+        header.update(text)
+
+    def _show_charts(self, view: VehicleView, context: RenderContext) -> None:
+        axis = TimeAxis(view.start, view.end)
+        units = context.units
+        x = tuple(axis.x(p.time) for p in view.series)
+        speed = Series(
+            "speed",
+            x,
+            tuple(fmt.speed_value(p.speed_kmh, units) for p in view.series),
+            "cyan",
+        )
+        limit = Series(
+            "limit",
+            x,
+            tuple(fmt.speed_value(p.speed_limit_kmh, units) for p in view.series),
+            "red",
+        )
+        self.query_one("#chart-speed", LineChart).set_data(
+            LineData(axis, (speed, limit), y_label=fmt.speed_unit(units), y_min=0)
+        )
+        battery = Series("battery", x, tuple(p.battery_pct for p in view.series), "green")
+        self.query_one("#chart-battery", LineChart).set_data(
+            LineData(axis, (battery,), y_min=0, y_max=100)
+        )
+        current = (view.vehicle.lat, view.vehicle.lon) if view.vehicle is not None else None
+        self.query_one("#chart-route", RouteChart).set_data(
+            RouteData(
+                tuple(lat for lat, _ in view.track),
+                tuple(lon for _, lon in view.track),
+                current if view.track else None,
+            )
+        )
+
+    def _show_perception(self, view: VehicleView) -> None:
+        text = Text("Perception\n", style="bold")
+        if not view.perception:
+            text.append("no objects in this window", style="dim")
+        for item in view.perception:
+            text.append(f"{item.object_class:<11}", style="")
+            text.append(f"{item.count:>6,}")
+            if item.near_misses:
+                text.append(f"  {item.near_misses} near", style="bold red")
+            if item.min_ttc_s is not None:
+                text.append(f"  ttc≥{item.min_ttc_s:.1f}s", style="dim")
+            text.append("\n")
+        self.query_one("#vehicle-perception", Static).update(text)
+
+
+def _event_key(event: DrivingEventRow) -> str:
+    return f"{event.time.isoformat()}/{event.vehicle_id}/{event.type}"
+
+
+def current_vehicle_row(view: VehicleView | None) -> VehicleRow | None:
+    return None if view is None else view.vehicle

@@ -1,0 +1,122 @@
+"""Small one-line and tile widgets: KPI tiles, the window selector and the status bar."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual import events
+from textual.message import Message
+from textual.widgets import Static
+
+from fleetwatch.tui import format as fmt
+from fleetwatch.tui.snapshots import WINDOW_NAMES, ServiceStatus, WindowName
+
+
+class KpiTile(Static):
+    """A labelled figure with a small caption under it."""
+
+    def show(self, label: str, value: str | Text, caption: str | Text = "") -> None:
+        body = Text()
+        body.append(label.upper(), style="dim")
+        body.append("\n")
+        body.append_text(value if isinstance(value, Text) else Text(value, style="bold"))
+        body.append("\n")
+        body.append_text(caption if isinstance(caption, Text) else Text(caption, style="dim"))
+        self.update(body)
+
+
+class WindowSelector(Static):
+    """The time window, e.g. ``15m [1h] 6h 24h 7d``; click a name to choose it."""
+
+    class Chosen(Message):
+        def __init__(self, window: WindowName) -> None:
+            super().__init__()
+            self.window = window
+
+    def __init__(self, window: WindowName, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.window: WindowName = window
+        self._spans: list[tuple[int, int, WindowName]] = []
+
+    def on_mount(self) -> None:
+        self.show(self.window)
+
+    def show(self, window: WindowName) -> None:
+        self.window = window
+        text = Text("window ", style="dim")
+        self._spans = []
+        for name in WINDOW_NAMES:
+            start = len(text)
+            if name == window:
+                text.append(f" {name} ", style="bold reverse")
+            else:
+                text.append(f" {name} ")
+            self._spans.append((start, len(text), name))
+        self.update(text)
+
+    def on_click(self, event: events.Click) -> None:
+        for start, end, name in self._spans:
+            if start <= event.x < end:
+                self.post_message(self.Chosen(name))
+                return
+
+
+class StatusBar(Static):
+    """Mode, database and broker state, ingest rate, lag, rejects and last refresh."""
+
+    def show(
+        self,
+        status: ServiceStatus | None,
+        *,
+        paused: bool,
+        last_refresh: datetime | None,
+        refresh_error: str | None,
+        units: fmt.Units,
+    ) -> None:
+        text = Text()
+        if paused:
+            text.append(" PAUSED ", style="bold black on yellow")
+            text.append(" ")
+        if status is None:
+            text.append("starting…", style="dim")
+        else:
+            text.append(status.mode, style="bold")
+            _field(text, "db", _state(status.database, status.database_detail))
+            _field(text, "broker", _state(status.broker, status.broker_detail))
+            if status.ingest_rate_per_s is not None:
+                _field(text, "ingest", Text(fmt.rate(status.ingest_rate_per_s)))
+            if status.consumer_lag is not None:
+                _field(text, "lag", Text(fmt.count(status.consumer_lag)))
+            if status.rejects is not None:
+                style = "bold red" if status.rejects else ""
+                _field(text, "rejects", Text(fmt.count(status.rejects), style=style))
+            if status.backfill_pct is not None:
+                _field(text, "backfilling", Text(f"{status.backfill_pct:.0f} %", style="bold"))
+        _field(text, "units", Text(units))
+        if refresh_error:
+            text.append("  ")
+            text.append(refresh_error, style="bold red")
+        _field(text, "refreshed", Text(fmt.clock(last_refresh) if last_refresh else "-"))
+        self.update(text)
+
+
+def _field(text: Text, label: str, value: Text) -> None:
+    text.append("  ")
+    text.append(label, style="dim")
+    text.append(" ")
+    text.append_text(value)
+
+
+def _state(state: str, detail: str) -> Text:
+    style = {
+        "up": "bold green",
+        "in-process": "bold green",
+        "starting": "bold yellow",
+        "down": "bold red",
+        "none": "dim",
+    }.get(state, "")
+    text = Text(state, style=style)
+    if detail and state != "up":
+        text.append(f" ({detail})", style="dim")
+    return text

@@ -1,0 +1,204 @@
+"""Plotext charts (through textual-plotext) that draw immutable series handed to them.
+
+Each chart keeps the last data it was given and draws it in ``render``, so a redraw at a
+new size or theme needs no new data. Time axes are minutes relative to the window end,
+labelled with clock times, which keeps the output deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from textual.app import RenderResult
+from textual_plotext import PlotextPlot
+
+from fleetwatch.tui.snapshots import HistogramBin
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    color: str
+    marker: str = "braille"
+
+
+@dataclass(frozen=True)
+class TimeAxis:
+    """Maps datetimes to minutes before ``end`` and labels ticks as clock times."""
+
+    start: datetime
+    end: datetime
+
+    def x(self, moment: datetime) -> float:
+        return (moment - self.end).total_seconds() / 60.0
+
+    def ticks(self, count: int = 4) -> tuple[list[float], list[str]]:
+        span = (self.end - self.start).total_seconds() / 60.0
+        positions = [-span + span * i / (count - 1) for i in range(count)]
+        labels = []
+        for minutes in positions:
+            moment = self.end.timestamp() + minutes * 60
+            when = datetime.fromtimestamp(moment, tz=self.end.tzinfo)
+            fmt = "%H:%M" if span <= 24 * 60 else "%m-%d"
+            labels.append(when.strftime(fmt))
+        return positions, labels
+
+
+class Chart(PlotextPlot):
+    """Base chart: subclasses implement ``draw`` on ``self.plt`` from their stored data."""
+
+    DEFAULT_CSS = """
+    Chart {
+        height: 1fr;
+        width: 1fr;
+        min-height: 6;
+    }
+    """
+
+    def __init__(self, title: str = "", *, id: str | None = None, classes: str | None = None):
+        super().__init__(id=id, classes=classes)
+        self.chart_title = title
+        self.empty_text = "no data in this window"
+        self._data: Any = None
+
+    def set_data(self, data: Any) -> None:
+        self._data = data
+        self.refresh()
+
+    def render(self) -> RenderResult:
+        plt = self.plt
+        plt.clear_figure()
+        plt.title(self.chart_title)
+        if self._data is None or not self.draw(self._data):
+            plt.xticks([])
+            plt.yticks([])
+            plt.text(self.empty_text, 0.5, 0.5, alignment="center")
+            plt.xlim(0, 1)
+            plt.ylim(0, 1)
+        return super().render()
+
+    def draw(self, data: Any) -> bool:  # pragma: no cover - abstract
+        """Draw ``data``; return False when there is nothing to draw."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class LineData:
+    axis: TimeAxis
+    series: tuple[Series, ...]
+    y_label: str = ""
+    y_min: float | None = None
+    y_max: float | None = None
+
+
+class LineChart(Chart):
+    """Lines over a time window (speed against the limit, battery)."""
+
+    def draw(self, data: LineData) -> bool:
+        if not any(s.x for s in data.series):
+            return False
+        plt = self.plt
+        for s in data.series:
+            if s.x:
+                plt.plot(list(s.x), list(s.y), label=s.label, color=s.color, marker=s.marker)
+        positions, labels = data.axis.ticks()
+        plt.xticks(positions, labels)
+        start = data.axis.x(data.axis.start)
+        plt.xlim(start, 0)
+        if data.y_min is not None or data.y_max is not None:
+            low = data.y_min if data.y_min is not None else min(min(s.y) for s in data.series)
+            high = data.y_max if data.y_max is not None else max(max(s.y) for s in data.series)
+            plt.ylim(low, high)
+        if data.y_label:
+            plt.ylabel(data.y_label)
+        return True
+
+
+@dataclass(frozen=True)
+class RouteData:
+    lat: tuple[float, ...]
+    lon: tuple[float, ...]
+    current: tuple[float, float] | None
+
+
+class RouteChart(Chart):
+    """The route as a small lon/lat scatter, the current position highlighted."""
+
+    def draw(self, data: RouteData) -> bool:
+        if not data.lat:
+            return False
+        plt = self.plt
+        plt.scatter(list(data.lon), list(data.lat), marker="braille", color="cyan")
+        if data.current is not None:
+            plt.scatter([data.current[1]], [data.current[0]], marker="●", color="red")
+        plt.xticks([])
+        plt.yticks([])
+        low_lat, high_lat = min(data.lat), max(data.lat)
+        low_lon, high_lon = min(data.lon), max(data.lon)
+        pad_lat = max((high_lat - low_lat) * 0.05, 1e-4)
+        pad_lon = max((high_lon - low_lon) * 0.05, 1e-4)
+        plt.ylim(low_lat - pad_lat, high_lat + pad_lat)
+        plt.xlim(low_lon - pad_lon, high_lon + pad_lon)
+        return True
+
+
+@dataclass(frozen=True)
+class BarData:
+    labels: tuple[str, ...]
+    values: tuple[tuple[float, ...], ...]
+    """One tuple per group (series), each as long as ``labels``."""
+    names: tuple[str, ...] = ()
+    colors: tuple[str, ...] = ("orange", "cyan")
+    horizontal: bool = False
+    width: float = 0.8
+
+
+class BarChart(Chart):
+    """Vertical or horizontal bars, one or several groups."""
+
+    def draw(self, data: BarData) -> bool:
+        if not data.labels or not any(any(v) for v in data.values):
+            return False
+        # plotext's bundled stubs miss ``labels`` and colour lists: call it untyped.
+        plt: Any = self.plt
+        orientation = "horizontal" if data.horizontal else "vertical"
+        labels = list(data.labels)
+        if len(data.values) == 1:
+            plt.bar(
+                labels,
+                list(data.values[0]),
+                orientation=orientation,
+                color=data.colors[0],
+                width=data.width,
+                marker="sd",
+            )
+        else:
+            plt.multiple_bar(
+                labels,
+                [list(v) for v in data.values],
+                labels=list(data.names) or None,
+                orientation=orientation,
+                color=list(data.colors[: len(data.values)]),
+                width=data.width,
+                marker="sd",
+            )
+        return True
+
+
+def histogram_data(bins: Sequence[HistogramBin], unit: str, color: str) -> BarData:
+    labels = tuple(_bin_label(b, unit) for b in bins)
+    return BarData(labels=labels, values=(tuple(float(b.count) for b in bins),), colors=(color,))
+
+
+def _bin_label(item: HistogramBin, unit: str) -> str:
+    def short(value: float) -> str:
+        return f"{value:g}"
+
+    if item.high is None:
+        return f"≥{short(item.low)}{unit}"
+    return f"{short(item.low)}-{short(item.high)}{unit}"
