@@ -99,7 +99,8 @@ class IngestStats:
     events_per_s: float = 0.0
     lag: int | None = None
     idle_s: float = 0.0
-    """Seconds since the last record arrived (or since start)."""
+    """Seconds since the last record or the last partition assignment; 0 before the first
+    assignment (joining a group can take a while after a member died)."""
     last_error: str | None = None
 
 
@@ -237,7 +238,7 @@ class Ingestor:
         self._stats = IngestStats()
         self._stats_lock = threading.Lock()
         self._rate: deque[tuple[float, int]] = deque()
-        self._last_record = time.monotonic()
+        self._last_record: float | None = None  # or the last assignment
         self._last_lag = 0.0
         # Offsets: what this consumer believes is stored (None: no row yet).
         self._believed: dict[TopicPartition, int | None] = {}
@@ -253,7 +254,8 @@ class Ingestor:
     def stats(self) -> IngestStats:
         with self._stats_lock:
             snapshot = self._stats
-        return replace(snapshot, idle_s=time.monotonic() - self._last_record)
+        last = self._last_record
+        return replace(snapshot, idle_s=0.0 if last is None else time.monotonic() - last)
 
     def _update(self, **changes: Any) -> None:
         with self._stats_lock:
@@ -335,6 +337,7 @@ class Ingestor:
             stored = {}
         for tp in partitions:
             self._believed[tp] = stored.get(tp)
+        self._last_record = time.monotonic()
         return stored
 
     def _on_revoke(self, partitions: Sequence[TopicPartition]) -> None:

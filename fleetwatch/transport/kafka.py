@@ -229,6 +229,9 @@ class KafkaConsumer:
                     "enable.auto.offset.store": False,
                     "auto.offset.reset": "earliest",
                     "partition.assignment.strategy": "cooperative-sticky",
+                    # A killed ingestor's partitions move to the others after 10 s, not 45.
+                    "session.timeout.ms": 10_000,
+                    "heartbeat.interval.ms": 2_000,
                     "enable.partition.eof": False,
                     "fetch.wait.max.ms": 100,
                     "fetch.min.bytes": 1,

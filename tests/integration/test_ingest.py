@@ -214,6 +214,8 @@ def test_stats_count_what_is_committed(db_dsn: str) -> None:
     with Running(ingestor(broker, db_dsn)) as running:
         stats = running.wait_consumed(len(messages))
         wait_until(lambda: running.stats().lag == 0, what="lag 0")
+        # Idle time grows once nothing arrives (--stop-when-idle relies on it).
+        wait_until(lambda: running.stats().idle_s > 0.5, what="idle")
     assert stats.consumed == stats.stored + stats.rejected
     assert stats.events_per_s >= 0
     assert running.stats().state == "stopped"

@@ -1,0 +1,208 @@
+"""Ingest throughput: raw COPY of pre-built rows versus the full Kafka -> database path.
+
+For each fleet size (about 2 events per vehicle-second from the simulator) it prints:
+
+(a) raw COPY: the same rows, pre-built, binary-COPYed into the same tables in
+    transactions of ``--batch`` rows (no decoding, rules, rollups or offsets);
+(b) full path: the messages produced to fresh Kafka topics first (a backlog), then one
+    in-process ingestor (the code ``fleetwatch ingest`` runs) from its first partition
+    assignment until every message is committed.
+
+Each run uses a fresh database (migrated, dropped afterwards) and fresh topics.
+
+    .venv/bin/python tests/benchmarks/bench_ingest.py [--vehicles 1000 10000] [--seconds 60]
+
+Servers: --db/--kafka, else FLEETWATCH_TEST_DSN/FLEETWATCH_TEST_KAFKA, else the ones
+``tests/services.py`` provisioned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+from confluent_kafka.admin import AdminClient
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from fleetwatch.config import IngestSettings
+from fleetwatch.model import (
+    DRIVING_TOPIC,
+    PERCEPTION_TOPIC,
+    TELEMETRY_TOPIC,
+    TOPICS,
+    Message,
+    PerceptionEvent,
+    Telemetry,
+    encode,
+)
+from fleetwatch.pipeline.ingest import Ingestor, IngestParams, add_rows
+from fleetwatch.sim import Fleet, backfill
+from fleetwatch.store.db import connect
+from fleetwatch.store.migrate import apply_migrations
+from fleetwatch.store.writer import Batch, copy_events
+from fleetwatch.transport.kafka import KafkaConsumer, KafkaProducer, ensure_topics
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def servers(args: argparse.Namespace) -> tuple[str, str]:
+    dsn = args.db or os.environ.get("FLEETWATCH_TEST_DSN")
+    kafka = args.kafka or os.environ.get("FLEETWATCH_TEST_KAFKA")
+    if not (dsn and kafka):
+        out = subprocess.run(
+            [sys.executable, str(REPO / "tests" / "services.py"), "env"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        dsn = dsn or found["FLEETWATCH_TEST_DSN"]
+        kafka = kafka or found["FLEETWATCH_TEST_KAFKA"]
+    return dsn, kafka
+
+
+@contextmanager
+def fresh_database(server_dsn: str) -> Iterator[str]:
+    name = f"fwbench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = make_conninfo(server_dsn, dbname=name)
+    try:
+        with connect(dsn) as conn:
+            apply_migrations(conn)
+        yield dsn
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def fresh_topics(bootstrap: str, partitions: int) -> Iterator[str]:
+    prefix = f"fwbench-{uuid.uuid4().hex[:8]}-"
+    topics = [prefix + t for t in TOPICS]
+    ensure_topics(bootstrap, topics, partitions)
+    try:
+        yield prefix
+    finally:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for future in admin.delete_topics(topics, operation_timeout=30).values():
+            future.result(timeout=60)
+
+
+def simulate(vehicles: int, seconds: int) -> list[Message]:
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=seconds + 600)
+    fleet = Fleet(vehicles, 7, start)
+    return [m for tick in backfill(fleet, timedelta(seconds=seconds)) for m in tick]
+
+
+def raw_copy(dsn: str, messages: list[Message], batch_size: int) -> float:
+    """Events per second of binary COPY of pre-built rows, one transaction per batch."""
+    batches: list[Batch] = []
+    odometer: dict[str, float] = {}
+    for i in range(0, len(messages), batch_size):
+        batch = Batch(group="bench")
+        add_rows(batch, ((("", 0), m) for m in messages[i : i + batch_size]), odometer)
+        batches.append(batch)
+    with connect(dsn) as conn:
+        started = time.perf_counter()
+        for batch in batches:
+            with conn.transaction(), conn.cursor() as cur:
+                copy_events(cur, batch.telemetry, batch.perception, batch.driving)
+        elapsed = time.perf_counter() - started
+    return len(messages) / elapsed
+
+
+def produce(bootstrap: str, prefix: str, messages: list[Message]) -> float:
+    producer = KafkaProducer(bootstrap)
+    started = time.perf_counter()
+    for m in messages:
+        if isinstance(m, Telemetry):
+            name = TELEMETRY_TOPIC
+        elif isinstance(m, PerceptionEvent):
+            name = PERCEPTION_TOPIC
+        else:
+            name = DRIVING_TOPIC
+        producer.produce(prefix + name, m.vehicle_id.encode(), encode(m))
+    producer.flush(120)
+    producer.close()
+    return len(messages) / (time.perf_counter() - started)
+
+
+def full_path(
+    bootstrap: str, dsn: str, prefix: str, total: int, batch_max: int
+) -> tuple[float, float]:
+    """(events/s from first assignment to the last commit, seconds to join the group)."""
+    settings = IngestSettings(batch_max=batch_max, group=f"{prefix}bench")
+    params = IngestParams.from_settings(settings, topic_prefix=prefix)
+    consumer = KafkaConsumer(bootstrap, params.group)
+    ingestor = Ingestor(params, consumer, lambda: connect(dsn))
+    stop = threading.Event()
+    thread = threading.Thread(target=ingestor.run, args=(stop,))
+    launched = time.perf_counter()
+    thread.start()
+    while not consumer.assignment():
+        time.sleep(0.005)
+    assigned = time.perf_counter()
+    while ingestor.stats().consumed < total:
+        if not thread.is_alive():
+            raise RuntimeError("the ingestor stopped early")
+        time.sleep(0.01)
+    done = time.perf_counter()
+    stop.set()
+    thread.join()
+    stats = ingestor.stats()
+    assert stats.stored == total, stats
+    return total / (done - assigned), assigned - launched
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vehicles", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--seconds", type=int, default=60, help="event time simulated per run")
+    parser.add_argument("--batch", type=int, default=5000, help="rows per transaction")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--db")
+    parser.add_argument("--kafka")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    server_dsn, bootstrap = servers(args)
+    print(f"batch {args.batch} rows, {args.partitions} partitions, {os.cpu_count()} CPUs")
+    for vehicles in args.vehicles:
+        # The same event time for 1,000 vehicles, scaled down for larger fleets.
+        seconds = max(10, args.seconds * 1000 // vehicles)
+        started = time.perf_counter()
+        messages = simulate(vehicles, seconds)
+        sim_s = time.perf_counter() - started
+        per_vs = len(messages) / (vehicles * seconds)
+        print(
+            f"\n{vehicles:,} vehicles x {seconds} s: {len(messages):,} events "
+            f"({per_vs:.2f} per vehicle-second; simulated in {sim_s:.1f} s)"
+        )
+        with fresh_database(server_dsn) as dsn:
+            copy_rate = raw_copy(dsn, messages, args.batch)
+        print(f"  (a) raw COPY of pre-built rows:        {copy_rate:>10,.0f} events/s")
+        with fresh_database(server_dsn) as dsn, fresh_topics(bootstrap, args.partitions) as prefix:
+            produce_rate = produce(bootstrap, prefix, messages)
+            rate, join_s = full_path(bootstrap, dsn, prefix, len(messages), args.batch)
+        print(f"      (producing the backlog:            {produce_rate:>10,.0f} events/s)")
+        print(
+            f"  (b) full path Kafka -> committed rows: {rate:>10,.0f} events/s "
+            f"({rate / copy_rate:.0%} of raw COPY; joining the group took {join_s:.1f} s)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""`fleetwatch ingest` as a real process on real Kafka and TimescaleDB.
+
+Killed with SIGKILL mid-stream and restarted, two processes sharing one consumer
+group, malformed messages mixed in, SIGTERM, bad flags: every produced event is
+stored exactly once (by event_id) and every malformed message is in ``rejects``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import psycopg
+import pytest
+from confluent_kafka.admin import AdminClient
+from ingest_helpers import (
+    malformed_corpus,
+    produce,
+    rejects,
+    simulate,
+    stored_event_ids,
+    wait_until,
+)
+
+from fleetwatch.model import TOPICS, Message, Telemetry
+from fleetwatch.transport.kafka import KafkaProducer, ensure_topics
+
+PARTITIONS = 6
+
+
+@pytest.fixture
+def prefix(kafka_bootstrap: str) -> Iterator[str]:
+    """A topic prefix with the three topics created, deleted after the test."""
+    name = f"fwtest-{uuid.uuid4().hex[:10]}-"
+    topics = [name + t for t in TOPICS]
+    ensure_topics(kafka_bootstrap, topics, PARTITIONS)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+    def ready() -> bool:
+        found = admin.list_topics(timeout=10).topics
+        return all(
+            t in found and all(p.leader >= 0 for p in found[t].partitions.values()) for t in topics
+        )
+
+    wait_until(ready, 30, "topics with leaders")
+    yield name
+    for future in admin.delete_topics(topics, operation_timeout=30).values():
+        future.result(timeout=60)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a child process: no user config, no FLEETWATCH_* overrides."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FLEETWATCH_")}
+    clean["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    clean["PYTHONUNBUFFERED"] = "1"
+    return clean
+
+
+def ingest(
+    bootstrap: str, dsn: str, prefix: str, env: dict[str, str], *extra: str
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fleetwatch",
+            "ingest",
+            "--kafka",
+            bootstrap,
+            "--db",
+            dsn,
+            "--topic-prefix",
+            prefix,
+            "--group",
+            f"{prefix}group",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout_s: float = 120) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout_s)
+    return process.returncode, out, err
+
+
+def send(bootstrap: str, messages: Sequence[Message], prefix: str) -> None:
+    producer = KafkaProducer(bootstrap)
+    produce(producer, messages, prefix)
+    assert producer.flush(60) == 0
+    producer.close()
+
+
+def stored_count(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM telemetry) + (SELECT count(*) FROM perception_events)"
+            " + (SELECT count(*) FROM driving_events)"
+        ).fetchone()
+    return int(str(row[0])) if row else 0
+
+
+def consumed_of(stdout: str) -> int:
+    match = re.search(r"done: consumed ([\d,]+) messages", stdout)
+    assert match, stdout
+    return int(match.group(1).replace(",", ""))
+
+
+def expect_exactly(dsn: str, messages: Sequence[Message]) -> None:
+    with psycopg.connect(dsn) as conn:
+        stored = stored_event_ids(conn)
+    expected = Counter(str(m.event_id) for m in messages)
+    duplicates = {k: n for k, n in stored.items() if n > 1}
+    missing = len(set(expected) - set(stored))
+    assert not duplicates, f"{len(duplicates)} events stored twice"
+    assert missing == 0, f"{missing} events missing"
+    assert stored == expected
+
+
+def test_sigkill_twice_mid_stream_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, db_dsn: str, prefix: str, env: dict[str, str]
+) -> None:
+    messages = simulate(vehicles=150, seconds=150)
+    half = len(messages) // 2
+    send(kafka_bootstrap, messages[:half], prefix)
+    rest = threading.Thread(target=send, args=(kafka_bootstrap, messages[half:], prefix))
+    last = 0
+    for kill in range(2):
+        process = ingest(kafka_bootstrap, db_dsn, prefix, env, "--batch-max", "300")
+        wait_until(lambda last=last: stored_count(db_dsn) > last, 90, "more rows stored")
+        if kill == 0:
+            rest.start()  # the second half arrives while the ingestor runs and dies
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+        last = stored_count(db_dsn)
+    rest.join(120)
+    assert last < len(messages), "the stream ended before the second kill"
+    process = ingest(kafka_bootstrap, db_dsn, prefix, env, "--stop-when-idle", "4")
+    code, out, err = finish(process)
+    assert code == 0, err
+    assert "Traceback" not in err
+    expect_exactly(db_dsn, messages)
+
+
+def test_two_ingestors_in_one_group_share_the_work(
+    kafka_bootstrap: str, db_dsn: str, prefix: str, env: dict[str, str]
+) -> None:
+    messages = simulate(vehicles=120, seconds=150)
+    chunks = [
+        messages[i : i + len(messages) // 10] for i in range(0, len(messages), len(messages) // 10)
+    ]
+    send(kafka_bootstrap, chunks[0], prefix)
+    first = ingest(
+        kafka_bootstrap, db_dsn, prefix, env, "--stop-when-idle", "8", "--batch-max", "500"
+    )
+    second = ingest(
+        kafka_bootstrap, db_dsn, prefix, env, "--stop-when-idle", "8", "--batch-max", "500"
+    )
+    for chunk in chunks[1:]:
+        # Pace the stream so the group rebalances while data is still arriving.
+        before = stored_count(db_dsn)
+        send(kafka_bootstrap, chunk, prefix)
+        wait_until(lambda before=before: stored_count(db_dsn) > before, 90, "progress")
+    results = [finish(first), finish(second)]
+    for code, _, err in results:
+        assert code == 0, err
+    consumed = [consumed_of(out) for _, out, _ in results]
+    assert sum(consumed) == len(messages)
+    assert all(n > 0 for n in consumed), consumed
+    expect_exactly(db_dsn, messages)
+
+
+def test_malformed_messages_through_kafka_end_in_rejects(
+    kafka_bootstrap: str, db_dsn: str, prefix: str, env: dict[str, str]
+) -> None:
+    messages = simulate(vehicles=20, seconds=30)
+    sample = next(m for m in messages if isinstance(m, Telemetry))
+    corpus = malformed_corpus(sample)
+    producer = KafkaProducer(kafka_bootstrap)
+    half = len(messages) // 2
+    produce(producer, messages[:half], prefix)
+    for bad in corpus:
+        producer.produce(prefix + bad.topic, bad.key or b"", bad.value)
+    produce(producer, messages[half:], prefix)
+    assert producer.flush(60) == 0
+    code, out, err = finish(ingest(kafka_bootstrap, db_dsn, prefix, env, "--stop-when-idle", "3"))
+    assert code == 0, err
+    assert f"rejected {len(corpus)}" in out
+    expect_exactly(db_dsn, messages)
+    with psycopg.connect(db_dsn) as conn:
+        found = rejects(conn)
+    assert len(found) == len(corpus)
+    for bad in corpus:
+        assert any(bad.reason_has.lower() in reason.lower() for _, _, reason, _ in found)
+
+
+def test_sigterm_commits_the_current_batch_and_exits_0(
+    kafka_bootstrap: str, db_dsn: str, prefix: str, env: dict[str, str]
+) -> None:
+    messages = simulate(vehicles=100, seconds=120)
+    send(kafka_bootstrap, messages, prefix)
+    process = ingest(kafka_bootstrap, db_dsn, prefix, env, "--batch-max", "200")
+    wait_until(lambda: stored_count(db_dsn) > 0, 90, "rows stored")
+    process.send_signal(signal.SIGTERM)
+    code, out, err = finish(process)
+    assert code == 0, err
+    assert "done: consumed" in out
+    # Everything it says it consumed is committed, offsets included.
+    with psycopg.connect(db_dsn) as conn:
+        row = conn.execute("SELECT coalesce(sum(next_offset), 0) FROM ingest_offsets").fetchone()
+    assert row is not None and int(str(row[0])) == consumed_of(out) == stored_count(db_dsn)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--kafka", "nonsense", "--db", "dbname=x"], "invalid Kafka address"),
+        (["--kafka", "127.0.0.1:9092"], "a database is needed"),
+        (["--kafka", "127.0.0.1:1", "--db", "postgresql://u:pw@127.0.0.1:1/x"], "cannot connect"),
+    ],
+)
+def test_bad_flags_and_unreachable_services_are_one_sentence(
+    args: list[str], words: str, env: dict[str, str]
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fleetwatch", "ingest", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "pw@" not in result.stderr
+
+
+def test_unreachable_broker_is_one_sentence(db_dsn: str, env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fleetwatch", "ingest", "--kafka", "127.0.0.1:1", "--db", db_dsn],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "cannot reach the Kafka broker at 127.0.0.1:1" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
