@@ -69,10 +69,10 @@ MAX_SPEED_MPS: Final = 249.0 / 3.6
 
 # --- energy -------------------------------------------------------------------------
 MASS_KG: Final = 2100.0
-ROLLING_KWH_PER_KM: Final = 0.105
-AERO_KWH_PER_KM_PER_KMH2: Final = 0.0000085
+ROLLING_KWH_PER_KM: Final = 0.08
+AERO_KWH_PER_KM_PER_KMH2: Final = 0.0000058
 DRIVE_EFFICIENCY: Final = 0.9
-REGEN_EFFICIENCY: Final = 0.6
+REGEN_EFFICIENCY: Final = 0.7
 PLANNING_KWH_PER_KM: Final = 0.25
 """Pessimistic use for deciding whether the next trip plus the way home still fit."""
 RESERVE_PCT: Final = 5.0
@@ -319,7 +319,7 @@ class Vehicle:
 
         self.capacity_kwh = rng.uniform(60.0, 82.0)
         self.rated_kwh_per_km = rng.uniform(0.16, 0.19)
-        self.aux_kw = rng.uniform(0.9, 1.8)
+        self.aux_kw = rng.uniform(0.6, 1.4)
         self.charge_kw = rng.uniform(60.0, 150.0)
         self.charge_threshold_pct = rng.uniform(14.0, 32.0)
         self.charge_target_pct = rng.uniform(80.0, 95.0)
@@ -576,8 +576,10 @@ class Vehicle:
         used = self.aux_kw / 3600.0 + travel / 1000.0 * (
             ROLLING_KWH_PER_KM + AERO_KWH_PER_KM_PER_KMH2 * v_kmh * v_kmh
         )
-        kinetic = 0.5 * MASS_KG * (v1 * v1 - v0 * v0) / 3_600_000.0
-        used += kinetic / DRIVE_EFFICIENCY if kinetic > 0.0 else kinetic * REGEN_EFFICIENCY
+        dv = v1 - v0
+        if dv > 0.2 or dv < -0.2:  # not the cruising wobble, which a real car does not have
+            kinetic = 0.5 * MASS_KG * (v1 * v1 - v0 * v0) / 3_600_000.0
+            used += kinetic / DRIVE_EFFICIENCY if kinetic > 0.0 else kinetic * REGEN_EFFICIENCY
         self.energy_kwh -= used
 
         self.odometer_km += travel / 1000.0

@@ -22,7 +22,7 @@ from fleetwatch.model import (
     encode,
 )
 from fleetwatch.sim import TICK, Fleet, backfill
-from fleetwatch.sim.fleet import _trusted, _uuid4
+from fleetwatch.sim.fleet import DRIVING, _trusted, _uuid4
 from fleetwatch.sim.roads import all_routes, distance_to_route_m
 
 START = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
@@ -250,6 +250,21 @@ def test_battery_drains_like_an_electric_car_and_sometimes_runs_low(summary: Sum
     low = [v for v, pct in summary.min_battery.items() if pct < 20]
     assert 0 < len(low) < VEHICLES // 2
     assert min(summary.min_battery.values()) > 2
+
+
+def test_energy_use_is_that_of_an_electric_car() -> None:
+    # 14-22 kWh per 100 km while driving, motion, stops and auxiliary load included.
+    fleet = Fleet(30, seed=8, start=START)
+    used_kwh = driven_km = 0.0
+    for _ in range(1800):
+        before = [(v.energy_kwh, v.odometer_km, v.state) for v in fleet.vehicles]
+        fleet.step(fleet.next_time)
+        for (energy, odometer, state), v in zip(before, fleet.vehicles, strict=True):
+            if state == v.state == DRIVING:
+                used_kwh += energy - v.energy_kwh
+                driven_km += v.odometer_km - odometer
+    assert driven_km > 300
+    assert 14 < 100 * used_kwh / driven_km < 22
 
 
 def test_perception_rate_and_mix(summary: Summary) -> None:
