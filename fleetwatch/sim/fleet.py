@@ -16,9 +16,10 @@ What a vehicle does, per tick:
 * **Trips** of a few kilometres (``trip_start``/``trip_end``) with a short dwell
   between them. When the battery runs low the vehicle drives empty to its depot,
   charges (``charging_start``/``charging_end``) and goes back to work.
-* **Energy**: consumption grows with speed (about 13 kWh/100 km in town to 25 at
-  130 km/h), plus acceleration, regeneration and an auxiliary load, so a full pack
-  lasts a working day; range is the remaining energy at the vehicle's rated use.
+* **Energy**: rolling and air resistance (growing with speed), acceleration less
+  70 % regeneration, and an auxiliary load (compute, climate) come to about
+  18 kWh/100 km in town and 20 on highway loops, so a full pack lasts 5-15 hours
+  of driving; range is the remaining energy at the vehicle's rated use.
 * **Autonomy**: interventions and disengagements are rare per-kilometre hazards
   that depend on the road, the speed, the weather and the vehicle's ``quality``
   (some vehicles are clearly worse); afterwards the vehicle drives manually for a
