@@ -1,8 +1,10 @@
 """`fleetwatch simulate`: run the fleet simulator as a headless Kafka producer.
 
-Creates the three topics if they are missing, produces every message keyed by its
-vehicle id, prints a progress line every few seconds and the count per topic at
-the end. Ctrl-C (or SIGTERM) stops at the next tick, flushes and exits 0.
+Creates the three topics if they are missing, continues the vehicles' odometers
+from the end of the telemetry topic (so a restart never winds them back), produces
+every message keyed by its vehicle id, prints a progress line every few seconds and
+the count per topic at the end. Ctrl-C (or SIGTERM) stops at the next tick, flushes
+and exits 0.
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here so `fleetwatch simulate --help` does not load librdkafka.
     from confluent_kafka import KafkaException
 
+    from fleetwatch.sim.resume import last_odometers
     from fleetwatch.transport.kafka import KafkaProducer, TransportError, ensure_topics
 
     bootstrap = settings.kafka.bootstrap
@@ -189,12 +192,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except KafkaException as error:
         return _fail(f"cannot use the Kafka settings for {bootstrap}: {error}", code=1)
 
-    fleet = Fleet(sim.vehicles, sim.seed, start)
+    telemetry_topic = f"{prefix}{TELEMETRY_TOPIC}"
+    try:
+        odometers = last_odometers(bootstrap, telemetry_topic, sim.vehicles, settings.kafka.client)
+    except KafkaException as error:
+        print(
+            f"fleetwatch simulate: cannot read the last odometers from {telemetry_topic} "
+            f"({error}); starting new ones",
+            file=sys.stderr,
+        )
+        odometers = {}
+    fleet = Fleet(sim.vehicles, sim.seed, start, odometers=odometers)
     print(
         f"fleetwatch simulate: {sim.vehicles} vehicles, seed {sim.seed}, {plan}, "
         f"to Kafka at {bootstrap}",
         flush=True,
     )
+    continued = sum(1 for vehicle_id in fleet.vehicle_ids if vehicle_id in odometers)
+    if continued:
+        print(f"  continuing the odometers of {continued} vehicles from {telemetry_topic}")
 
     def progress(p: Progress) -> None:
         seconds = max(p.elapsed.total_seconds(), 1e-9)

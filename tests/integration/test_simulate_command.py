@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
-from fleetwatch.model import TOPICS, decode
+from fleetwatch.model import TOPICS, Telemetry, decode
 
 REPO = Path(__file__).resolve().parents[2]
 FINAL = re.compile(r"produced ([\d,]+) telemetry, ([\d,]+) perception, ([\d,]+) driving events")
@@ -120,6 +120,37 @@ def test_backfill_produces_every_message_keyed_by_vehicle(
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     metadata = admin.list_topics(timeout=10).topics
     assert all(len(metadata[f"{topic_prefix}{t}"].partitions) == 3 for t in TOPICS)
+
+
+def test_a_second_run_continues_the_odometers(kafka_bootstrap: str, topic_prefix: str) -> None:
+    totals: Counter[str] = Counter()
+    outputs = []
+    for seed in ("1", "2"):
+        process = _simulate(
+            "--kafka", kafka_bootstrap, "--vehicles", "12", "--seed", seed,
+            "--backfill", "1m", "--topic-prefix", topic_prefix,
+        )  # fmt: skip
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        outputs.append(stdout)
+        totals.update(_final_counts(stdout))
+    assert "continuing the odometers of 12 vehicles" in outputs[1]
+    _, records = _consume(
+        kafka_bootstrap,
+        topic_prefix,
+        lambda c: c["vehicle_telemetry"] == totals["vehicle_telemetry"],
+    )
+    # Per vehicle, in the order produced (one partition per key): the odometer never
+    # goes back, across the two runs too.
+    last: dict[str, float] = {}
+    for topic, _partition, key, value in records:
+        if topic != "vehicle_telemetry":
+            continue
+        message = decode(topic, value, key)
+        assert isinstance(message, Telemetry)
+        assert message.odometer_km >= last.get(message.vehicle_id, 0.0)
+        last[message.vehicle_id] = message.odometer_km
+    assert len(last) == 12
 
 
 def test_sigint_stops_cleanly_and_everything_counted_arrives(
