@@ -292,6 +292,7 @@ class Vehicle:
         "trip_id",
         "trip_left_m",
         "trip_number",
+        "trip_prefix",
         "vehicle_id",
     )
 
@@ -328,6 +329,8 @@ class Vehicle:
         self.autopilot = True
         self.manual_s = 0
         self.trip_number = 0
+        # Trip ids carry a tag of this run, so a restarted simulator never reuses one.
+        self.trip_prefix = f"{self.vehicle_id}-{rng.getrandbits(24):06x}"
         self.trip_id: str | None = None
         self.trip_left_m = math.inf
         self.dwell_s = 0
@@ -358,10 +361,8 @@ class Vehicle:
             self.energy_kwh = self.capacity_kwh * rng.uniform(0.22, 0.95)
             self.speed_mps = self.seg.limit_kmh / 3.6 * rng.uniform(0.3, 0.95)
             self.trip_number = 1
-            self.trip_id = f"{self.vehicle_id}-{self.trip_number:06d}"
-            self.trip_left_m = min(
-                rng.uniform(500.0, 8000.0), route.length_m - position_m + rng.uniform(0, 3000.0)
-            )
+            self.trip_id = f"{self.trip_prefix}-{self.trip_number:04d}"
+            self.trip_left_m = rng.uniform(500.0, min(8000.0, route.length_m * 0.7))
 
     # --- helpers ------------------------------------------------------------------
 
@@ -721,7 +722,7 @@ class Vehicle:
             self.trip_left_m = to_depot
             return
         self.trip_number += 1
-        self.trip_id = f"{self.vehicle_id}-{self.trip_number:06d}"
+        self.trip_id = f"{self.trip_prefix}-{self.trip_number:04d}"
         self.trip_left_m = rng.uniform(min(1500.0, longest_trip_m / 2), longest_trip_m)
         self._event(out, now, DrivingEventType.TRIP_START, None, self.trip_id, self.autopilot)
 

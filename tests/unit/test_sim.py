@@ -289,6 +289,21 @@ def test_same_seed_same_stream_and_different_seed_differs() -> None:
     assert {m[:70] for m in first}.isdisjoint(m[:70] for m in later)
 
 
+def test_trip_ids_are_unique_within_and_across_runs(summary: Summary) -> None:
+    started = [e.detail for e in summary.events if e.type is DrivingEventType.TRIP_START]
+    assert len(started) == len(set(started))
+
+    # A restart names its trips differently, though trips are numbered from 1 again.
+    def first_trips(start: datetime) -> set[str]:
+        fleet = Fleet(VEHICLES, seed=11, start=start)
+        batch = fleet.step(fleet.next_time)
+        return {m.trip_id for m in batch if isinstance(m, Telemetry) and m.trip_id}
+
+    before, after = first_trips(START), first_trips(START + timedelta(hours=HOURS))
+    assert before and after and before.isdisjoint(after)
+    assert all(t.startswith("AV-") and t.endswith("-0001") for t in before | after)
+
+
 def test_a_vehicle_does_not_depend_on_the_fleet_size() -> None:
     def first_vehicle(size: int) -> list[bytes]:
         fleet = Fleet(size, seed=9, start=START)
