@@ -153,8 +153,9 @@ def test_a_second_run_continues_the_odometers(kafka_bootstrap: str, topic_prefix
     assert len(last) == 12
 
 
-def test_sigint_stops_cleanly_and_everything_counted_arrives(
-    kafka_bootstrap: str, topic_prefix: str
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_cleanly_and_everything_counted_arrives(
+    kafka_bootstrap: str, topic_prefix: str, signum: signal.Signals
 ) -> None:
     process = _simulate(
         "--kafka", kafka_bootstrap, "--vehicles", "5", "--topic-prefix", topic_prefix,
@@ -163,7 +164,7 @@ def test_sigint_stops_cleanly_and_everything_counted_arrives(
         # Live at 1 Hz: wait until records arrive, then interrupt.
         _wait_for_topics(kafka_bootstrap, topic_prefix)
         _consume(kafka_bootstrap, topic_prefix, lambda c: c["vehicle_telemetry"] >= 10)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
