@@ -16,14 +16,18 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from fleetwatch.config import Settings
 from fleetwatch.model import DRIVING_TOPIC, PERCEPTION_TOPIC, TELEMETRY_TOPIC, TOPICS
 from fleetwatch.sim.fleet import Fleet
 from fleetwatch.sim.runner import Mode, Progress, SystemClock
 from fleetwatch.sim.runner import run as run_fleet
+
+if TYPE_CHECKING:
+    from fleetwatch.transport.kafka import KafkaProducer
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -148,12 +152,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here so `fleetwatch simulate --help` does not load librdkafka.
     from confluent_kafka import KafkaException
 
-    from fleetwatch.sim.resume import last_odometers
     from fleetwatch.transport.kafka import KafkaProducer, TransportError, ensure_topics
 
     bootstrap = settings.kafka.bootstrap
     if not bootstrap:
-        return _fail("a Kafka broker is needed: pass --kafka HOST:PORT " "or set FLEETWATCH_KAFKA")
+        return _fail("a Kafka broker is needed: pass --kafka HOST:PORT or set FLEETWATCH_KAFKA")
     if not _BOOTSTRAP.match(bootstrap):
         return _fail(f"invalid Kafka address {bootstrap!r}: expected HOST:PORT[,HOST:PORT...]")
     sim = settings.simulator
@@ -182,16 +185,47 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         mode, start = Mode.REALTIME, now
         plan = "live at 1 Hz" + (f" for {_format_duration(duration)}" if duration else "")
 
-    try:
-        ensure_topics(
-            bootstrap, topics, settings.kafka.partitions, settings.kafka.client, timeout_s=10.0
-        )
-        producer = KafkaProducer(bootstrap, settings.kafka.client)
-    except TransportError as error:
-        return _fail(str(error), code=1)
-    except KafkaException as error:
-        return _fail(f"cannot use the Kafka settings for {bootstrap}: {error}", code=1)
+    # From here on, Ctrl-C or SIGTERM asks for a clean stop: whatever was produced is
+    # flushed and the command exits 0 (a second Ctrl-C interrupts at once).
+    stopper = _Stopper()
+    with _stop_on_signals(stopper):
+        try:
+            ensure_topics(
+                bootstrap, topics, settings.kafka.partitions, settings.kafka.client, timeout_s=10.0
+            )
+            producer = KafkaProducer(bootstrap, settings.kafka.client)
+        except TransportError as error:
+            return _fail(str(error), code=1)
+        except KafkaException as error:
+            return _fail(f"cannot use the Kafka settings for {bootstrap}: {error}", code=1)
+        try:
+            counts = _produce(args, settings, producer, stopper, mode, start, plan, clock)
+        except TransportError as error:
+            return _fail(str(error), code=1)
+        finally:
+            producer.close()
+    stopped = " (stopped)" if stopper.event.is_set() else ""
+    print(f"fleetwatch simulate: produced {_counts_line(counts)}{stopped}", flush=True)
+    return 0
 
+
+def _produce(
+    args: argparse.Namespace,
+    settings: Settings,
+    producer: KafkaProducer,
+    stopper: _Stopper,
+    mode: Mode,
+    start: datetime,
+    plan: str,
+    clock: SystemClock,
+) -> dict[str, int]:
+    from confluent_kafka import KafkaException
+
+    from fleetwatch.sim.resume import last_odometers
+
+    sim = settings.simulator
+    bootstrap = producer.bootstrap
+    prefix: str = args.topic_prefix
     telemetry_topic = f"{prefix}{TELEMETRY_TOPIC}"
     try:
         odometers = last_odometers(bootstrap, telemetry_topic, sim.vehicles, settings.kafka.client)
@@ -210,7 +244,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     continued = sum(1 for vehicle_id in fleet.vehicle_ids if vehicle_id in odometers)
     if continued:
-        print(f"  continuing the odometers of {continued} vehicles from {telemetry_topic}")
+        print(
+            f"  continuing the odometers of {continued} vehicles from {telemetry_topic}",
+            flush=True,
+        )
 
     def progress(p: Progress) -> None:
         seconds = max(p.elapsed.total_seconds(), 1e-9)
@@ -222,28 +259,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             flush=True,
         )
 
-    stopper = _Stopper()
-    try:
-        with _stop_on_signals(stopper):
-            counts = run_fleet(
-                fleet,
-                producer,
-                mode=mode,
-                duration=duration,
-                speedup=sim.speedup,
-                clock=clock,
-                stop=stopper.event,
-                on_progress=progress,
-                progress_every=PROGRESS_EVERY,
-                topic_prefix=prefix,
-            )
-    except TransportError as error:
-        return _fail(str(error), code=1)
-    finally:
-        producer.close()
-    stopped = " (stopped)" if stopper.event.is_set() else ""
-    print(f"fleetwatch simulate: produced {_counts_line(counts)}{stopped}", flush=True)
-    return 0
+    return run_fleet(
+        fleet,
+        producer,
+        mode=mode,
+        duration=args.duration,
+        speedup=sim.speedup,
+        clock=clock,
+        stop=stopper.event,
+        on_progress=progress,
+        progress_every=PROGRESS_EVERY,
+        topic_prefix=prefix,
+    )
 
 
 def _fail(sentence: str, code: int = 2) -> int:
