@@ -47,10 +47,21 @@ CREATE TABLE perception_hist_minute (
     PRIMARY KEY (bucket, kind, bin)
 );
 
--- Near misses: only close calls are indexed (queries.NEAR_MISS_INDEX_S).
+-- Near misses: only close calls are indexed, up to the default collision-risk
+-- threshold (queries.NEAR_MISS_INDEX_S); a higher configured threshold still works,
+-- from the TTC histogram or a wider scan.
 CREATE INDEX perception_near_miss ON perception_events (time DESC)
     INCLUDE (vehicle_id, object_class, ttc_s)
-    WHERE ttc_s < 5.0;
+    WHERE ttc_s < 2.0;
+
+-- The latest-state row of every vehicle and the current minute's rollup rows are
+-- updated by every batch: leave room on each page so updates stay HOT (no index
+-- churn, less bloat between autovacuum runs).
+ALTER TABLE vehicles SET (fillfactor = 50);
+ALTER TABLE vehicle_minute SET (fillfactor = 80);
+ALTER TABLE fleet_minute SET (fillfactor = 50);
+ALTER TABLE perception_minute SET (fillfactor = 70);
+ALTER TABLE perception_hist_minute SET (fillfactor = 70);
 
 -- Alerts that started firing in a window (speed violations, collision risks).
 CREATE INDEX alerts_fired ON alerts (fired_at) WHERE fired_at IS NOT NULL;

@@ -552,29 +552,46 @@ FROM vehicle_minute
 WHERE vehicle_id = %(vehicle_id)s AND bucket >= %(start)s AND bucket < %(end)s
 """
 
-# Per vehicle: its first and last minute in the window, found by two index probes
-# on vehicle_minute's primary key (cost grows with vehicles, not with rows).
+# Per vehicle: the odometer of its first reading in the window and of its last one.
+# Vehicles reporting when the window starts have a vehicle_minute row at its first
+# minute (one index range scan for all of them); the others get an index probe for
+# their first minute, and only if they were seen since the window started. The last
+# reading is the latest state when that is inside the window (the live case), else a
+# probe. The cost grows with the number of vehicles, never with rows.
 VEHICLE_DISTANCE_SQL: Final = """
 SELECT v.vehicle_id,
-       greatest(l.odometer_last - f.odometer_first, 0)::float8 AS distance_km,
-       f.first_autonomous_step_km::float8                       AS first_autonomous_step_km
+       greatest(
+           coalesce(CASE WHEN v.last_seen < %(end)s THEN v.odometer_km END, l.odometer_last)
+           - coalesce(s.odometer_first, f.odometer_first),
+           0)::float8 AS distance_km,
+       coalesce(s.first_autonomous_step_km, f.first_autonomous_step_km)::float8
+           AS first_autonomous_step_km
 FROM vehicles v
-CROSS JOIN LATERAL (
+LEFT JOIN vehicle_minute s ON s.bucket = %(start)s AND s.vehicle_id = v.vehicle_id
+LEFT JOIN LATERAL (
     SELECT m.odometer_first, m.first_autonomous_step_km
     FROM vehicle_minute m
-    WHERE m.vehicle_id = v.vehicle_id AND m.bucket >= %(start)s AND m.bucket < %(end)s
+    WHERE s.vehicle_id IS NULL AND v.last_seen >= %(start)s
+      AND m.vehicle_id = v.vehicle_id AND m.bucket >= %(start)s AND m.bucket < %(end)s
     ORDER BY m.bucket
     LIMIT 1
-) f
-CROSS JOIN LATERAL (
+) f ON true
+LEFT JOIN LATERAL (
     SELECT m.odometer_last
     FROM vehicle_minute m
-    WHERE m.vehicle_id = v.vehicle_id AND m.bucket >= %(start)s AND m.bucket < %(end)s
+    WHERE v.last_seen >= %(end)s
+      AND m.vehicle_id = v.vehicle_id AND m.bucket >= %(start)s AND m.bucket < %(end)s
     ORDER BY m.bucket DESC
     LIMIT 1
-) l
+) l ON true
 WHERE (%(vehicle_id)s::text IS NULL OR v.vehicle_id = %(vehicle_id)s::text)
+  AND (s.vehicle_id IS NOT NULL OR f.odometer_first IS NOT NULL)
 """
+
+VEHICLES_DISTANCE_SQL: Final = VEHICLE_DISTANCE_SQL.replace(
+    "WHERE (%(vehicle_id)s::text IS NULL OR v.vehicle_id = %(vehicle_id)s::text)",
+    "WHERE v.vehicle_id = ANY(%(vehicle_ids)s::text[])",
+)
 
 FLEET_DISTANCE_SQL: Final = f"""
 SELECT coalesce(sum(distance_km), 0)::float8              AS distance_km,
@@ -613,18 +630,24 @@ WHERE fired_at >= %(start)s AND fired_at < %(end)s
 """
 
 # The partial index perception_near_miss (sql/002) covers ttc_s < NEAR_MISS_INDEX_S.
-NEAR_MISS_INDEX_S: Final = 5.0
+NEAR_MISS_INDEX_S: Final = 2.0
 
 NEAR_MISS_COUNT_SQL: Final = """
 SELECT object_class, count(*)::bigint AS near_misses
 FROM perception_events
-WHERE ttc_s < %(ttc)s AND ttc_s < 5.0
+WHERE ttc_s < %(ttc)s AND ttc_s < 2.0
   AND time >= %(start)s AND time < %(end)s
   AND (%(vehicle_id)s::text IS NULL OR vehicle_id = %(vehicle_id)s::text)
 GROUP BY object_class
 """
 
-NEAR_MISS_COUNT_WIDE_SQL: Final = NEAR_MISS_COUNT_SQL.replace("AND ttc_s < 5.0", "")
+NEAR_MISS_COUNT_WIDE_SQL: Final = NEAR_MISS_COUNT_SQL.replace("AND ttc_s < 2.0", "")
+
+NEAR_MISS_FROM_HISTOGRAM_SQL: Final = """
+SELECT coalesce(sum(events), 0)::bigint AS near_misses
+FROM perception_hist_minute
+WHERE kind = 'ttc' AND bin < %(bins_below)s AND bucket >= %(start)s AND bucket < %(end)s
+"""
 
 REJECTS_SQL: Final = """
 SELECT count(*)::bigint AS rejects
@@ -793,25 +816,16 @@ WHERE bucket >= %(start)s AND bucket < %(end)s
 GROUP BY kind, bin
 """
 
-PERCEPTION_CLASSES_VEHICLE_SQL: Final = """
-SELECT object_class, count(*)::bigint AS events
+# One pass over the vehicle's events: counts per class, distance bin and TTC bin
+# (NULL without a TTC), folded into the class counts and both histograms in Python.
+PERCEPTION_VEHICLE_SQL: Final = """
+SELECT object_class,
+       width_bucket(distance_m, %(distance_edges)s::float8[]) - 1 AS distance_bin,
+       width_bucket(ttc_s, %(ttc_edges)s::float8[]) - 1          AS ttc_bin,
+       count(*)::bigint                                           AS events
 FROM perception_events
 WHERE vehicle_id = %(vehicle_id)s AND time >= %(start)s AND time < %(end)s
-GROUP BY object_class
-"""
-
-PERCEPTION_HIST_VEHICLE_SQL: Final = """
-SELECT 'distance' AS kind, width_bucket(distance_m, %(distance_edges)s::float8[]) - 1 AS bin,
-       count(*)::bigint AS events
-FROM perception_events
-WHERE vehicle_id = %(vehicle_id)s AND time >= %(start)s AND time < %(end)s
-GROUP BY 2
-UNION ALL
-SELECT 'ttc', width_bucket(ttc_s, %(ttc_edges)s::float8[]) - 1, count(*)::bigint
-FROM perception_events
-WHERE vehicle_id = %(vehicle_id)s AND time >= %(start)s AND time < %(end)s
-  AND ttc_s IS NOT NULL
-GROUP BY 2
+GROUP BY 1, 2, 3
 """
 
 NEAR_MISSES_SQL: Final = """
@@ -819,14 +833,14 @@ SELECT time, vehicle_id, object_class, distance_m::float8 AS distance_m,
        closing_speed_mps::float8 AS closing_speed_mps, ttc_s::float8 AS ttc_s,
        confidence::float8 AS confidence
 FROM perception_events
-WHERE ttc_s < %(ttc)s AND ttc_s < 5.0
+WHERE ttc_s < %(ttc)s AND ttc_s < 2.0
   AND time >= %(start)s AND time < %(end)s
   AND (%(vehicle_id)s::text IS NULL OR vehicle_id = %(vehicle_id)s::text)
 ORDER BY time DESC
 LIMIT %(limit)s
 """
 
-NEAR_MISSES_WIDE_SQL: Final = NEAR_MISSES_SQL.replace("AND ttc_s < 5.0", "")
+NEAR_MISSES_WIDE_SQL: Final = NEAR_MISSES_SQL.replace("AND ttc_s < 2.0", "")
 
 ALERTS_SQL: Final = """
 SELECT a.alert_id, a.vehicle_id, a.rule, a.state, a.severity, a.first_seen, a.last_seen,
@@ -925,11 +939,7 @@ def fleet_kpis(
     states = _one(conn, VEHICLE_STATE_COUNTS_SQL, params)
     alerts = _one(conn, ALERT_COUNTS_SQL, params)
     fired = _one(conn, FIRED_BY_RULE_SQL, params)
-    near = _all(
-        conn,
-        NEAR_MISS_COUNT_SQL if ttc_threshold_s <= NEAR_MISS_INDEX_S else NEAR_MISS_COUNT_WIDE_SQL,
-        params,
-    )
+    near_misses = _near_miss_total(conn, params, ttc_threshold_s, vehicle_id)
     rejects = 0 if vehicle_id else int(_one(conn, REJECTS_SQL, params)["rejects"])
 
     distance_km = float(dist["distance_km"])
@@ -958,7 +968,7 @@ def fleet_kpis(
         telemetry_samples=samples,
         speed_violations=int(fired["speed_violations"]),
         collision_risks=int(fired["collision_risks"]),
-        near_misses=sum(int(r["near_misses"]) for r in near),
+        near_misses=near_misses,
         alerts_open_critical=int(alerts["critical"]),
         alerts_open_warning=int(alerts["warning"]),
         alerts_open_info=int(alerts["info"]),
@@ -966,6 +976,34 @@ def fleet_kpis(
         alerts_pending=int(alerts["pending"]),
         rejects=rejects,
     )
+
+
+def _near_misses_by_class(
+    conn: Connection, params: dict[str, Any], ttc_threshold_s: float
+) -> dict[str, int]:
+    query = (
+        NEAR_MISS_COUNT_SQL if ttc_threshold_s <= NEAR_MISS_INDEX_S else NEAR_MISS_COUNT_WIDE_SQL
+    )
+    return {r["object_class"]: int(r["near_misses"]) for r in _all(conn, query, params)}
+
+
+def _near_miss_total(
+    conn: Connection, params: dict[str, Any], ttc_threshold_s: float, vehicle_id: str | None
+) -> int:
+    """Near misses in the window: from the partial index up to NEAR_MISS_INDEX_S, from
+    the fleet's TTC histogram when the threshold is one of its edges, else by a scan."""
+    if (
+        vehicle_id is None
+        and ttc_threshold_s > NEAR_MISS_INDEX_S
+        and ttc_threshold_s in TTC_EDGES_S
+    ):
+        row = _one(
+            conn,
+            NEAR_MISS_FROM_HISTOGRAM_SQL,
+            {**params, "bins_below": TTC_EDGES_S.index(ttc_threshold_s)},
+        )
+        return int(row["near_misses"])
+    return sum(_near_misses_by_class(conn, params, ttc_threshold_s).values())
 
 
 # --------------------------------------------------------------------------- vehicles
@@ -1110,18 +1148,21 @@ def events_by_cause(
 
 
 def events_by_vehicle(conn: Connection, window: Window) -> tuple[VehicleEventStats, ...]:
-    """Every vehicle that drove or had events in ``window``, most interventions first."""
-    params = {**window.params(), "vehicle_id": None}
-    distances = {
-        r["vehicle_id"]: float(r["distance_km"]) for r in _all(conn, VEHICLE_DISTANCE_SQL, params)
-    }
+    """Every vehicle with interventions or disengagements in ``window``, with its
+    distance; most interventions first."""
+    params: dict[str, Any] = {**window.params(), "vehicle_id": None}
     counts = {r["vehicle_id"]: r for r in _all(conn, DRIVING_COUNTS_BY_VEHICLE_SQL, params)}
+    if not counts:
+        return ()
+    params["vehicle_ids"] = sorted(counts)
+    distances = {
+        r["vehicle_id"]: float(r["distance_km"]) for r in _all(conn, VEHICLES_DISTANCE_SQL, params)
+    }
     stats = []
-    for vid in sorted(set(distances) | set(counts)):
+    for vid, row in counts.items():
         distance_km = distances.get(vid, 0.0)
-        row = counts.get(vid)
-        interventions = int(row["interventions"]) if row else 0
-        disengagements = int(row["disengagements"]) if row else 0
+        interventions = int(row["interventions"])
+        disengagements = int(row["disengagements"])
         stats.append(
             VehicleEventStats(
                 vehicle_id=vid,
@@ -1188,18 +1229,23 @@ def perception_summary(
         "distance_edges": list(DISTANCE_EDGES_M),
         "ttc_edges": list(TTC_EDGES_S),
     }
+    class_rows: list[dict[str, Any]]
+    hist_rows: list[dict[str, Any]]
     if vehicle_id:
-        class_rows = _all(conn, PERCEPTION_CLASSES_VEHICLE_SQL, params)
-        hist_rows = _all(conn, PERCEPTION_HIST_VEHICLE_SQL, params)
+        class_totals: dict[str, int] = {}
+        hist_totals: dict[tuple[str, int], int] = {}
+        for r in _all(conn, PERCEPTION_VEHICLE_SQL, params):
+            n = int(r["events"])
+            class_totals[r["object_class"]] = class_totals.get(r["object_class"], 0) + n
+            for kind, b in (("distance", r["distance_bin"]), ("ttc", r["ttc_bin"])):
+                if b is not None:
+                    hist_totals[(kind, int(b))] = hist_totals.get((kind, int(b)), 0) + n
+        class_rows = [{"object_class": c, "events": n} for c, n in class_totals.items()]
+        hist_rows = [{"kind": k, "bin": b, "events": n} for (k, b), n in hist_totals.items()]
     else:
         class_rows = _all(conn, PERCEPTION_CLASSES_FLEET_SQL, params)
         hist_rows = _all(conn, PERCEPTION_HIST_FLEET_SQL, params)
-    near_rows = _all(
-        conn,
-        NEAR_MISS_COUNT_SQL if ttc_threshold_s <= NEAR_MISS_INDEX_S else NEAR_MISS_COUNT_WIDE_SQL,
-        params,
-    )
-    near_by_class = {r["object_class"]: int(r["near_misses"]) for r in near_rows}
+    near_by_class = _near_misses_by_class(conn, params, ttc_threshold_s)
     events_by_class = {r["object_class"]: int(r["events"]) for r in class_rows}
     classes = sorted(
         (

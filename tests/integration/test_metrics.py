@@ -377,6 +377,11 @@ def test_perception_summary_and_near_misses(
     assert all(n.ttc_s < TTC_THRESHOLD_S for n in listed)
     wide = queries.near_misses(conn, WINDOW, ttc_threshold_s=8.0, limit=100_000)
     assert len(wide) == sum(1 for t in ttcs if t < 8.0)
+    # Thresholds above the partial index: from the TTC histogram (3.0 is a bin edge)
+    # or from a scan (8.0 is not).
+    for threshold in (3.0, 8.0):
+        kpis = queries.fleet_kpis(conn, WINDOW, ttc_threshold_s=threshold)
+        assert kpis.near_misses == sum(1 for t in ttcs if t < threshold)
     one = queries.perception_summary(conn, WINDOW, EDGE_VEHICLE)
     mine = [p for p in inside if p.vehicle_id == EDGE_VEHICLE]
     assert one.events == len(mine)
@@ -507,3 +512,26 @@ def test_retention_drops_old_raw_rows_and_keeps_rollups(
         conn.rollback()  # retention ran inside this transaction: the data is back
         count = conn.execute("SELECT count(*) FROM telemetry").fetchone()
         assert count is not None and count[0] == len(dataset.telemetry)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (T0 - timedelta(minutes=5), T0 + timedelta(minutes=20)),  # starts before the data
+        (T0 + timedelta(minutes=30), END + timedelta(minutes=10)),  # ends after it
+        (T0 + timedelta(minutes=7), T0 + timedelta(minutes=8)),  # one minute
+    ],
+)
+def test_distance_paths_at_the_edges_of_the_data(
+    conn: psycopg.Connection[Any], dataset: Dataset, start: datetime, end: datetime
+) -> None:
+    window = Window.between(start, end)
+    e = expected(dataset, start, end)
+    k = queries.fleet_kpis(conn, window)
+    assert k.distance_km == pytest.approx(e.distance_km, rel=1e-9)
+    assert k.autonomous_km == pytest.approx(e.autonomous_km, rel=1e-9)
+    rows = queries.vehicle_table(conn, window, with_autonomous_km=True)
+    for row in rows:
+        assert row.distance_km == pytest.approx(
+            e.per_vehicle_km.get(row.vehicle_id, 0.0), rel=1e-9, abs=1e-9
+        )
