@@ -117,19 +117,35 @@ class FleetwatchApp(App[int]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
-            "1", "show_view('fleet')", "Fleet", id="view.fleet", tooltip="Fleet KPIs and vehicles"
+            "1",
+            "show_view('fleet')",
+            "Fleet",
+            id="view.fleet",
+            show=False,
+            tooltip="Fleet KPIs and vehicles",
         ),
         Binding(
-            "2", "show_view('vehicle')", "Vehicle", id="view.vehicle", tooltip="The chosen vehicle"
+            "2",
+            "show_view('vehicle')",
+            "Vehicle",
+            id="view.vehicle",
+            show=False,
+            tooltip="The chosen vehicle",
         ),
         Binding(
-            "3", "show_view('alerts')", "Alerts", id="view.alerts", tooltip="Open and recent alerts"
+            "3",
+            "show_view('alerts')",
+            "Alerts",
+            id="view.alerts",
+            show=False,
+            tooltip="Open and recent alerts",
         ),
         Binding(
             "4",
             "show_view('interventions')",
             "Interventions",
             id="view.interventions",
+            show=False,
             tooltip="Interventions and disengagements",
         ),
         Binding(
@@ -137,6 +153,7 @@ class FleetwatchApp(App[int]):
             "show_view('perception')",
             "Perception",
             id="view.perception",
+            show=False,
             tooltip="Objects, distances, time to collision, near misses",
         ),
         Binding("w", "cycle_window", "Window", id="window.cycle", tooltip="Next time window"),
@@ -246,6 +263,9 @@ class FleetwatchApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.animation_level == "none":
+            for box in self.query(FilterBox):
+                box.cursor_blink = False
         self._update_status_bar()
         if self.services is not None and self.source is None:
             self.query_one("#tabs").display = False
@@ -636,20 +656,22 @@ class FleetwatchApp(App[int]):
         return True
 
     def help_rows(self) -> list[tuple[str, str]]:
-        rows: list[tuple[str, str]] = []
-        seen: set[str] = set()
+        """(key, description) of every active key: the app's own first, then the focused
+        widget's, generated from the live bindings so remapped keys show as remapped."""
+        own: list[tuple[str, str]] = []
+        widget: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
         for key, active in self.screen.active_bindings.items():
             binding = active.binding
             if binding.system or not binding.description:
                 continue
             label = (binding.tooltip or binding.description).strip()
-            name = self.get_key_display(binding)
-            marker = f"{binding.action}:{label}"
-            if marker in seen:
+            name = self.get_key_display(binding) or key
+            if (binding.action, label) in seen:
                 continue
-            seen.add(marker)
-            rows.append((name or key, label))
-        return rows
+            seen.add((binding.action, label))
+            (own if active.node is self else widget).append((name, label))
+        return own + widget
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_rows()))
@@ -692,11 +714,8 @@ class FleetwatchApp(App[int]):
 
 
 def _with_database_down(status: ServiceStatus, reason: str) -> ServiceStatus:
-    return replace(status, database="down", database_detail=_short(reason))
-
-
-def _short(reason: str, limit: int = 40) -> str:
-    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+    log.debug("database down: %s", reason)
+    return replace(status, database="down", database_detail="retrying")
 
 
 def _user_name() -> str:

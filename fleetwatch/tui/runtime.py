@@ -42,7 +42,7 @@ class AppServices:
         self._ingestor: Any = None
         self._consumer: Any = None
         self._producer: Any = None
-        self._backfill_pct: float | None = None
+        self._backfill: _Backfill | None = None
         self._sim_error: str | None = None
         self._database: DatabaseState = "starting"
         self._database_detail = ""
@@ -87,12 +87,11 @@ class AppServices:
             with connect(dsn) as conn:
                 apply_migrations(conn)
                 with conn.cursor() as cur:
-                    cur.execute("SELECT count(*) FROM vehicles")
-                    row = cur.fetchone()
+                    cur.execute("SELECT vehicle_id, odometer_km FROM vehicles")
+                    odometers = {str(r[0]): float(r[1]) for r in cur.fetchall()}
                 conn.rollback()
         except DatabaseUnavailable as error:
             raise SourceUnavailable(str(error)) from None
-        first_run = row is None or int(row[0]) == 0
         self._database = "up"
 
         if settings.ingest.enabled or settings.simulator.enabled:
@@ -103,7 +102,7 @@ class AppServices:
             self._start_ingestor(dsn)
         if settings.simulator.enabled:
             progress("starting the simulator", None)
-            self._start_simulator(first_run)
+            self._start_simulator(odometers)
         return DatabaseSource(dsn, settings.rules), self
 
     def _open_transport(self) -> None:
@@ -156,26 +155,25 @@ class AppServices:
 
         self._spawn("ingest", work)
 
-    def _start_simulator(self, first_run: bool) -> None:
+    def _start_simulator(self, odometers: dict[str, float]) -> None:
+        """Run the fleet in real time; on a first run (empty database) start it
+        ``backfill_hours`` in the past so it first produces that much history. A later
+        run continues the stored odometers."""
         from fleetwatch.sim.fleet import Fleet
         from fleetwatch.sim.runner import Mode, Progress, run
 
         sim = self.settings.simulator
         now = self.clock().replace(microsecond=0)
+        first_run = not odometers
         backfill = timedelta(hours=sim.backfill_hours) if first_run else timedelta(0)
         start = now - backfill
-        fleet = Fleet(sim.vehicles, sim.seed, start)
+        fleet = Fleet(sim.vehicles, sim.seed, start, odometers=odometers)
         if backfill > timedelta(0):
-            self._backfill_pct = 0.0
+            self._backfill = _Backfill(now, backfill)
 
         def on_progress(progress: Progress) -> None:
-            if self._backfill_pct is None or progress.event_time is None:
-                return
-            behind = now - progress.event_time
-            if behind <= timedelta(seconds=2):
-                self._backfill_pct = None
-            else:
-                self._backfill_pct = 100.0 * (1 - behind / backfill)
+            if self._backfill is not None:
+                self._backfill.produced(progress)
 
         producer = self._producer
 
@@ -194,7 +192,8 @@ class AppServices:
                 log.exception("the simulator stopped")
                 self._sim_error = str(error)
             finally:
-                self._backfill_pct = None
+                if self._backfill is not None:
+                    self._backfill.producer_done = True
 
         self._spawn("simulator", work)
 
@@ -215,9 +214,14 @@ class AppServices:
             broker = "up"
         rate = lag = rejects = None
         broker_detail = ""
+        backfill_pct = None
         if self._ingestor is not None:
             stats = self._ingestor.stats()
             rate, lag, rejects = stats.events_per_s, stats.lag, stats.rejected
+            if self._backfill is not None:
+                backfill_pct = self._backfill.percent(stats.consumed)
+                if backfill_pct is None:
+                    self._backfill = None
             if stats.state == "db-down":
                 database, database_detail = "down", "ingest retrying"
             elif stats.state == "broker-down":
@@ -234,7 +238,7 @@ class AppServices:
             ingest_rate_per_s=rate,
             consumer_lag=lag,
             rejects=rejects,
-            backfill_pct=self._backfill_pct,
+            backfill_pct=backfill_pct,
         )
 
     # ------------------------------------------------------------------ stop
@@ -263,3 +267,39 @@ class AppServices:
             except Exception:
                 log.exception("stopping the embedded database failed")
             self._embedded = None
+
+
+class _Backfill:
+    """Progress of the first-run history: messages stored over messages to store.
+
+    The simulator produces the history much faster than it is ingested, so progress is
+    measured on the ingest side; the total is extrapolated from the share of event
+    time produced so far until the simulator has caught up with the clock.
+    """
+
+    def __init__(self, until: datetime, span: timedelta) -> None:
+        self.until = until
+        self.span = span
+        self.expected: float | None = None
+        self.total: int | None = None
+        self.producer_done = False
+
+    def produced(self, progress: Any) -> None:
+        if self.total is not None or progress.event_time is None:
+            return
+        behind = self.until - progress.event_time
+        if behind <= timedelta(seconds=1):
+            self.total = progress.total
+            return
+        share = 1 - behind / self.span
+        if share > 0:
+            self.expected = progress.total / share
+
+    def percent(self, consumed: int) -> float | None:
+        """0..100 while backfilling; None once the history is stored."""
+        total = self.total if self.total is not None else self.expected
+        if total is None or total <= 0:
+            return None if self.producer_done else 0.0
+        if self.total is not None and consumed >= self.total:
+            return None
+        return min(99.0, 100.0 * consumed / total)

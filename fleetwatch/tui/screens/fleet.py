@@ -131,35 +131,34 @@ class FleetPane(View):
     def _show_kpis(self, kpis: FleetKpis, context: RenderContext) -> None:
         units = context.units
         self.query_one("#kpi-vehicles", KpiTile).show(
-            "Vehicles",
-            f"{kpis.vehicles_reporting} / {kpis.vehicles_total} reporting",
+            "Reporting",
+            f"{kpis.vehicles_reporting} / {kpis.vehicles_total}",
             f"{kpis.vehicles_moving} moving",
         )
-        share = kpis.autonomous_km / kpis.distance_km * 100 if kpis.distance_km > 0 else 0.0
         self.query_one("#kpi-distance", KpiTile).show(
             "Distance",
             fmt.distance(kpis.distance_km, units),
-            f"{fmt.distance(kpis.autonomous_km, units)} autonomous ({share:.0f} %)",
+            f"{fmt.distance(kpis.autonomous_km, units)} autonomous",
         )
         self.query_one("#kpi-interventions", KpiTile).show(
             "Interventions",
             fmt.count(kpis.interventions),
-            _per("per intervention", kpis.km_per_intervention, units, "interventions"),
+            _per(kpis.km_per_intervention, units, "interventions"),
         )
         self.query_one("#kpi-disengagements", KpiTile).show(
             "Disengagements",
             fmt.count(kpis.disengagements),
-            _per("per disengagement", kpis.km_per_disengagement, units, "disengagements"),
+            _per(kpis.km_per_disengagement, units, "disengagements"),
         )
         alerts = Text()
         alerts.append(
             f"{kpis.alerts_critical} crit", style="bold red" if kpis.alerts_critical else ""
         )
-        alerts.append("  ")
+        alerts.append(" ")
         alerts.append(
             f"{kpis.alerts_warning} warn", style="bold yellow" if kpis.alerts_warning else ""
         )
-        alerts.append("  ")
+        alerts.append(" ")
         alerts.append(f"{kpis.alerts_info} info", style="cyan" if kpis.alerts_info else "")
         total = kpis.alerts_critical + kpis.alerts_warning + kpis.alerts_info
         self.query_one("#kpi-alerts", KpiTile).show("Open alerts", f"{total}", alerts)
@@ -170,7 +169,8 @@ class FleetPane(View):
         self.post_message(OpenVehicle(row.vehicle_id))
 
 
-def _per(label: str, value: float | None, units: fmt.Units, what: str) -> str:
+def _per(value: float | None, units: fmt.Units, what: str) -> str:
+    """``1 per 406.4 km``: distance per event as a ratio of totals, or ``no interventions``."""
     if value is None:
         return f"no {what}"
-    return f"{fmt.distance(value, units)} {label}"
+    return f"1 per {fmt.distance(value, units)}"

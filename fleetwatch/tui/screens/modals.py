@@ -76,12 +76,12 @@ class HelpScreen(ModalScreen[None]):
 
     def __init__(self, rows: list[tuple[str, str]]) -> None:
         super().__init__()
-        self._rows = rows
+        self.rows = rows
 
     def compose(self) -> ComposeResult:
         text = Text()
         text.append("fleetwatch keys\n\n", style="bold")
-        for keys, description in self._rows:
+        for keys, description in self.rows:
             text.append(f"{keys:>14}", style="bold cyan")
             text.append(f"  {description}\n")
         text.append(

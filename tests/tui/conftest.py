@@ -1,0 +1,64 @@
+"""Fixtures for the terminal app's tests: a deterministic app over fixed data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from fleetwatch.config import Settings, UiSettings
+from fleetwatch.tui.app import FleetwatchApp, create_app
+from tests.tui.sample import FixedSource, FixedStatus, fixed_clock
+
+SIZE = (120, 36)
+NARROW = (80, 24)
+
+
+def test_settings(**ui: Any) -> Settings:
+    """Settings with a slow poll, so nothing redraws by itself during a test."""
+    values: dict[str, Any] = {"refresh_s": 30.0}
+    values.update(ui)
+    return Settings(ui=UiSettings(**values))
+
+
+AppFactory = Callable[..., FleetwatchApp]
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> AppFactory:
+    def build(source: FixedSource | None = None, **kwargs: Any) -> FleetwatchApp:
+        kwargs.setdefault("status", FixedStatus())
+        kwargs.setdefault("clock", fixed_clock)
+        kwargs.setdefault("export_dir", tmp_path / "exports")
+        kwargs.setdefault("user", "tester")
+        kwargs.setdefault("animate", False)
+        settings = kwargs.pop("settings", None) or test_settings()
+        return create_app(settings, source=source or FixedSource(), **kwargs)
+
+    return build
+
+
+async def wait_for(
+    pilot: Pilot[Any], condition: Callable[[], bool], timeout_s: float = 10.0
+) -> None:
+    """Let the app run until ``condition()`` holds; fail after ``timeout_s``."""
+    loop_time = 0.0
+    while not condition():
+        if loop_time > timeout_s:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.02)
+        loop_time += 0.02
+    await pilot.pause()
+
+
+def rendered(app: FleetwatchApp, view: str) -> Callable[[], bool]:
+    """True once a snapshot of ``view`` has been fetched and drawn."""
+
+    def check() -> bool:
+        snap = app.last_snapshot
+        return snap is not None and snap.request.view == view and app.view == view
+
+    return check

@@ -1,0 +1,123 @@
+"""Write an SVG of each screen to ``screenshots/`` from the snapshot tests' fixed data.
+
+Run: ``.venv/bin/python -m tests.tui.make_screenshots [--out DIR]``. Same seeded dataset,
+fixed clock and 120x36 terminal as ``tests/tui/test_snapshots.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+
+from fleetwatch.config import Settings, UiSettings
+from fleetwatch.tui.app import FleetwatchApp, create_app
+from fleetwatch.tui.screens.modals import DurationModal, HelpScreen
+from tests.tui.sample import FixedSource, FixedStatus, fixed_clock
+
+SIZE = (120, 36)
+NARROW = (80, 24)
+ROOT = Path(__file__).resolve().parents[2]
+
+Steps = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
+
+
+async def _until(pilot: Pilot[Any], condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            await pilot.pause()
+            return
+        await pilot.pause(0.02)
+    raise RuntimeError("the app did not reach the expected state")
+
+
+def _shown(app: FleetwatchApp, view: str) -> Callable[[], bool]:
+    return lambda: (
+        app.last_snapshot is not None
+        and app.last_snapshot.request.view == view
+        and app.view == view
+    )
+
+
+async def _fleet(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+    await _until(pilot, _shown(app, "fleet"))
+
+
+def _press(*keys: str, view: str) -> Steps:
+    async def steps(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await _fleet(app, pilot)
+        await pilot.press(*keys)
+        await _until(pilot, _shown(app, view))
+
+    return steps
+
+
+async def _acknowledge(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+    await _press("3", view="alerts")(app, pilot)
+    await pilot.press("a")
+    await _until(pilot, lambda: isinstance(app.screen, DurationModal))
+
+
+async def _help(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+    await _fleet(app, pilot)
+    await pilot.press("question_mark")
+    await _until(pilot, lambda: isinstance(app.screen, HelpScreen))
+
+
+async def _down(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+    await _fleet(app, pilot)
+    source = app.source
+    assert isinstance(source, FixedSource)
+    source.down = True
+    app.request_refresh()
+    await _until(pilot, lambda: app.refresh_error is not None)
+
+
+SHOTS: list[tuple[str, Steps, tuple[int, int]]] = [
+    ("1-fleet", _fleet, SIZE),
+    ("2-vehicle", _press("down", "down", "enter", view="vehicle"), SIZE),
+    ("3-alerts", _press("3", view="alerts"), SIZE),
+    ("3-alerts-acknowledge", _acknowledge, SIZE),
+    ("4-interventions", _press("4", view="interventions"), SIZE),
+    ("5-perception", _press("5", view="perception"), SIZE),
+    ("help", _help, SIZE),
+    ("database-down", _down, SIZE),
+    ("narrow-fleet-80x24", _fleet, NARROW),
+    ("narrow-vehicle-80x24", _press("enter", view="vehicle"), NARROW),
+]
+
+
+async def _shoot(name: str, steps: Steps, size: tuple[int, int], out: Path) -> Path:
+    app = create_app(
+        Settings(ui=UiSettings(refresh_s=30.0)),
+        source=FixedSource(),
+        status=FixedStatus(),
+        clock=fixed_clock,
+        export_dir=Path(tempfile.gettempdir()),
+        user="operator",
+        animate=False,
+    )
+    async with app.run_test(size=size) as pilot:
+        await steps(app, pilot)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
+        return Path(app.save_screenshot(f"{name}.svg", str(out)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "screenshots")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, steps, size in SHOTS:
+        path = asyncio.run(_shoot(name, steps, size, args.out))
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

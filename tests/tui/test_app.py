@@ -1,0 +1,338 @@
+"""Pilot tests of the terminal app over fixed data: navigation, drill-down, sorting,
+filtering, alerts actions, pause, window, units, export and the database-down state."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import Static
+
+from fleetwatch.tui.app import FleetwatchApp
+from fleetwatch.tui.screens.alerts import AlertsPane
+from fleetwatch.tui.screens.modals import DurationModal, HelpScreen
+from fleetwatch.tui.snapshots import AlertRow, VehicleRow
+from fleetwatch.tui.widgets.bars import StatusBar
+from fleetwatch.tui.widgets.table import SnapshotTable
+from tests.tui.conftest import SIZE, AppFactory, rendered, wait_for
+from tests.tui.sample import FIXED_NOW, FixedSource
+
+Scenario = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
+
+
+def drive(app: FleetwatchApp, scenario: Scenario, size: tuple[int, int] = SIZE) -> None:
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, rendered(app, "fleet"))
+            await scenario(app, pilot)
+
+    asyncio.run(main())
+
+
+def table(app: FleetwatchApp, view: str) -> SnapshotTable[Any]:
+    found = app.query_one(f"#view-{view}").main_table()  # type: ignore[attr-defined]
+    assert isinstance(found, SnapshotTable)
+    return found
+
+
+def notice(app: FleetwatchApp, view: str) -> str:
+    widget = app.query_one(f"#view-{view}-notice", Static)
+    return str(widget.render()) if widget.has_class("-shown") else ""
+
+
+def status_text(app: FleetwatchApp) -> str:
+    return str(app.query_one(StatusBar).render())
+
+
+def test_number_keys_switch_views_and_fetch_only_the_visible_one(make_app: AppFactory) -> None:
+    source = FixedSource()
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        for key, view in (("3", "alerts"), ("4", "interventions"), ("5", "perception")):
+            await pilot.press(key)
+            await wait_for(pilot, rendered(app, view))
+            assert source.requests[-1].view == view
+        await pilot.press("1")
+        await wait_for(pilot, rendered(app, "fleet"))
+
+    drive(make_app(source), scenario)
+
+
+def test_enter_opens_the_vehicle_escape_goes_back_and_brackets_step(
+    make_app: AppFactory,
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        fleet = table(app, "fleet")
+        await pilot.press("down", "enter")
+        await wait_for(pilot, rendered(app, "vehicle"))
+        assert app.vehicle_id == fleet.shown_rows[1].vehicle_id
+        snapshot = app.last_snapshot
+        assert snapshot is not None and snapshot.vehicle is not None
+        assert snapshot.vehicle.vehicle is not None
+        assert snapshot.vehicle.vehicle.vehicle_id == app.vehicle_id
+        await pilot.press("right_square_bracket")
+        await wait_for(pilot, lambda: app.vehicle_id == fleet.shown_rows[2].vehicle_id)
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        await wait_for(pilot, lambda: app.vehicle_id == fleet.shown_rows[0].vehicle_id)
+        await pilot.press("escape")
+        await wait_for(pilot, rendered(app, "fleet"))
+
+    drive(make_app(), scenario)
+
+
+def test_sorting_by_key_and_by_header_click(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        fleet = table(app, "fleet")
+        ids = [r.vehicle_id for r in fleet.shown_rows]
+        assert ids == sorted(ids)
+        await pilot.press("o")  # vehicle -> status
+        assert fleet.sort_column == "status"
+        await pilot.press("o")  # -> speed
+        speeds = [r.speed_kmh for r in fleet.shown_rows]
+        assert speeds == sorted(speeds)
+        await pilot.press("O")
+        speeds = [r.speed_kmh for r in fleet.shown_rows]
+        assert speeds == sorted(speeds, reverse=True)
+        fleet.sort_by("battery")
+        batteries = [r.battery_pct for r in fleet.shown_rows]
+        assert batteries == sorted(batteries)
+
+    drive(make_app(), scenario)
+
+
+def test_header_click_sorts(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        fleet = table(app, "fleet")
+        # The Battery header starts after Vehicle, Status and Speed columns.
+        region = fleet.region
+        offset = sum(c.get_render_width(fleet) for c in list(fleet.columns.values())[:3])
+        await pilot.click(offset=(region.x + offset + 2, region.y))
+        await pilot.pause()
+        assert fleet.sort_column == "battery"
+        batteries = [r.battery_pct for r in fleet.shown_rows]
+        assert batteries == sorted(batteries)
+
+    drive(make_app(), scenario)
+
+
+def test_slash_filters_the_table_and_escape_clears_it(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        fleet = table(app, "fleet")
+        total = len(fleet.shown_rows)
+        await pilot.press("slash")
+        await pilot.press(*"phoenix")
+        await pilot.pause()
+        rows: tuple[VehicleRow, ...] = fleet.shown_rows
+        assert 0 < len(rows) < total
+        assert all(r.city == "Phoenix" for r in rows)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(fleet.shown_rows) == total
+        assert app.focused is fleet
+
+    drive(make_app(), scenario)
+
+
+def test_alert_filters_by_state_severity_and_rule(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        pane = app.query_one(AlertsPane)
+        alerts = table(app, "alerts")
+        everything: tuple[AlertRow, ...] = alerts.shown_rows
+        assert {a.state for a in everything} > {"firing"}
+        pane.set_filters(state="firing")
+        await pilot.pause()
+        assert alerts.shown_rows and all(a.state == "firing" for a in alerts.shown_rows)
+        pane.set_filters(state="firing", severity="warning", rule="speeding")
+        await pilot.pause()
+        assert all(
+            (a.state, a.severity, a.rule) == ("firing", "warning", "speeding")
+            for a in alerts.shown_rows
+        )
+        pane.set_filters()
+        await pilot.pause()
+        assert len(alerts.shown_rows) == len(everything)
+
+    drive(make_app(), scenario)
+
+
+def test_acknowledge_and_silence_from_the_alerts_view(make_app: AppFactory) -> None:
+    source = FixedSource()
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        alerts = table(app, "alerts")
+        first: AlertRow = alerts.shown_rows[0]
+        assert first.state != "resolved"
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, DurationModal))
+        await pilot.press("down", "enter")  # the second choice: 4 hours
+        await wait_for(pilot, lambda: bool(source.acks))
+        assert source.acks == [(first.alert_id, FIXED_NOW + timedelta(hours=4), "tester")]
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, DurationModal))
+        await pilot.press("enter")  # the highlighted default: 1 hour
+        await wait_for(pilot, lambda: bool(source.silences))
+        assert source.silences == [
+            (first.vehicle_id, first.rule, FIXED_NOW + timedelta(hours=1), "tester")
+        ]
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, DurationModal))
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(source.silences) == 1
+        # The refresh after the action shows the acknowledgement.
+        await wait_for(pilot, lambda: "ack" in str(alerts.get_row_at(0)[0]))
+
+    drive(make_app(source), scenario)
+
+
+def test_enter_on_an_alert_opens_its_vehicle_at_that_moment(make_app: AppFactory) -> None:
+    source = FixedSource()
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        alerts = table(app, "alerts")
+        alert: AlertRow = min(alerts.shown_rows, key=lambda a: a.last_seen)
+        assert alert.last_seen < FIXED_NOW - timedelta(minutes=15)
+        assert alerts.move_to_key(str(alert.alert_id))
+        await pilot.press("enter")
+        await wait_for(pilot, rendered(app, "vehicle"))
+        request = source.requests[-1]
+        assert request.vehicle_id == alert.vehicle_id
+        assert request.vehicle_end is not None
+        assert request.vehicle_end - timedelta(minutes=15) == alert.last_seen
+
+    drive(make_app(source), scenario)
+
+
+def test_pause_stops_redraws_until_resumed(make_app: AppFactory) -> None:
+    source = FixedSource()
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        fleet = table(app, "fleet")
+        before = len(fleet.shown_rows)
+        await pilot.press("space")
+        assert "PAUSED" in status_text(app)
+        source.dataset.vehicles = source.dataset.vehicles[:3]
+        app.request_refresh()
+        fetched = len(source.requests)
+        await wait_for(pilot, lambda: len(source.requests) > fetched)
+        await pilot.pause()
+        assert len(fleet.shown_rows) == before
+        await pilot.press("space")
+        await wait_for(pilot, lambda: len(fleet.shown_rows) == 3)
+        assert "PAUSED" not in status_text(app)
+
+    drive(make_app(source), scenario)
+
+
+def test_window_key_cycles_and_refetches(make_app: AppFactory) -> None:
+    source = FixedSource()
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        assert source.requests[-1].window == "1h"
+        await pilot.press("w")
+        await wait_for(pilot, lambda: source.requests[-1].window == "6h")
+        await pilot.press("W", "W")
+        await wait_for(pilot, lambda: source.requests[-1].window == "15m")
+        assert app.window == "15m"
+
+    drive(make_app(source), scenario)
+
+
+def test_units_switch_to_miles(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        fleet = table(app, "fleet")
+        assert "km/h" in str(fleet.get_row_at(0)[2])
+        await pilot.press("u")
+        await pilot.pause()
+        assert "mph" in str(fleet.get_row_at(0)[2])
+        assert "units mi" in status_text(app)
+
+    drive(make_app(), scenario)
+
+
+def test_export_writes_the_visible_table(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        fleet = table(app, "fleet")
+        await pilot.press("slash", *"austin", "enter")
+        await pilot.pause()
+        await pilot.press("e")
+        await wait_for(pilot, lambda: any(app.export_dir.glob("*.csv")))
+        await wait_for(pilot, lambda: bool(app._notifications))
+        path = next(app.export_dir.glob("*.csv"))
+        assert path.name == "fleetwatch-fleet-1h-20261127-143000.csv"
+        with path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        assert rows[0][:3] == ["Vehicle", "Status", "Speed"]
+        assert [r[0] for r in rows[1:]] == [v.vehicle_id for v in fleet.shown_rows]
+        assert all(r[-1] == "Austin" for r in rows[1:])
+        assert str(path) in next(iter(app._notifications)).message
+
+    drive(make_app(), scenario)
+
+
+def test_database_down_shows_a_state_and_recovers(make_app: AppFactory) -> None:
+    source = FixedSource()
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        source.down = True
+        app.request_refresh()
+        await wait_for(pilot, lambda: app.refresh_error is not None)
+        assert "Database unavailable" in notice(app, "fleet")
+        assert "db down" in status_text(app)
+        # The last data stays on screen.
+        assert table(app, "fleet").shown_rows
+        source.down = False
+        app.request_refresh()
+        await wait_for(pilot, lambda: app.refresh_error is None)
+        assert notice(app, "fleet") == ""
+        assert "db up" in status_text(app)
+
+    drive(make_app(source), scenario)
+
+
+def test_help_lists_every_bound_key(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        screen = app.screen
+        assert isinstance(screen, HelpScreen)
+        rows = {description: key for key, description in screen.rows}
+        assert rows["Next time window"] == "w"
+        assert rows["Pause or resume redraws"] == "space"
+        assert rows["Export the table to CSV"] == "e"
+        assert rows["Sort by the next column"] == "o"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
+
+    drive(make_app(), scenario)
+
+
+def test_command_palette_offers_every_view_and_window(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for title in ("Show Perception", "Window 24h", "Export table to CSV", "Theme"):
+            assert title in titles
+        command = next(c for c in app.get_system_commands(app.screen) if c.title == "Window 24h")
+        command.callback()
+        await wait_for(pilot, lambda: app.window == "24h")
+
+    drive(make_app(), scenario)
+
+
+def test_bindings_can_be_remapped_by_id(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        app.set_keymap({"window.cycle": "t"})
+        await pilot.press("t")
+        await wait_for(pilot, lambda: app.window == "6h")
+
+    drive(make_app(), scenario)

@@ -1,0 +1,141 @@
+"""Snapshot tests: every view and the main states, at 120x36 (and 80x24 for narrow
+terminals), over the seeded fixed dataset and a fixed clock.
+
+Update with ``pytest tests/tui/test_snapshots.py --snapshot-update`` and look at the
+SVGs before committing them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from textual.pilot import Pilot
+
+from fleetwatch.tui.app import FleetwatchApp
+from fleetwatch.tui.screens.modals import HelpScreen
+from tests.tui.conftest import NARROW, SIZE, AppFactory, rendered, wait_for
+from tests.tui.sample import FixedSource
+
+SnapCompare = Callable[..., bool]
+
+
+def ready(app: FleetwatchApp, view: str) -> Callable[[Pilot[Any]], Any]:
+    async def wait(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, rendered(app, view))
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
+
+    return wait
+
+
+def test_fleet(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app = make_app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready(app, "fleet"))
+
+
+def test_vehicle(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app = make_app()
+
+    async def open_vehicle(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, rendered(app, "fleet"))
+        await pilot.press("down", "down", "enter")
+        await ready(app, "vehicle")(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_vehicle)
+
+
+def test_alerts(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app = make_app()
+
+    async def show(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, rendered(app, "fleet"))
+        await pilot.press("3")
+        await ready(app, "alerts")(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=show)
+
+
+def test_interventions(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app = make_app()
+
+    async def show(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, rendered(app, "fleet"))
+        await pilot.press("4")
+        await ready(app, "interventions")(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=show)
+
+
+def test_perception(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app = make_app()
+
+    async def show(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, rendered(app, "fleet"))
+        await pilot.press("5")
+        await ready(app, "perception")(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=show)
+
+
+def test_empty_database(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app = make_app(FixedSource(empty=True))
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready(app, "fleet"))
+
+
+def test_database_down(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    source = FixedSource()
+    app = make_app(source)
+
+    async def go_down(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, rendered(app, "fleet"))
+        source.down = True
+        app.request_refresh()
+        await wait_for(pilot, lambda: app.refresh_error is not None)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=go_down)
+
+
+def test_paused_in_miles_over_24h(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app = make_app()
+
+    async def change(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, rendered(app, "fleet"))
+        await pilot.press("w", "w", "u")
+        await wait_for(
+            pilot,
+            lambda: app.last_snapshot is not None and app.last_snapshot.request.window == "24h",
+        )
+        await pilot.press("space")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=change)
+
+
+def test_narrow_fleet(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app = make_app()
+    assert snap_compare(app, terminal_size=NARROW, run_before=ready(app, "fleet"))
+
+
+def test_narrow_vehicle(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app = make_app()
+
+    async def open_vehicle(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, rendered(app, "fleet"))
+        await pilot.press("enter")
+        await ready(app, "vehicle")(pilot)
+
+    assert snap_compare(app, terminal_size=NARROW, run_before=open_vehicle)
+
+
+def test_help(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app = make_app()
+
+    async def show(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, rendered(app, "fleet"))
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=show)
