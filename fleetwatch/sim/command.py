@@ -110,6 +110,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="partitions for topics created here (default: settings, 6)",
     )
     parser.add_argument(
+        "--dropouts",
+        action="store_true",
+        help="let vehicles lose contact now and then (40-180 s), so silent-vehicle alerts happen",
+    )
+    parser.add_argument(
         "--topic-prefix",
         default="",
         metavar="PREFIX",
@@ -236,7 +241,7 @@ def _produce(
             file=sys.stderr,
         )
         odometers = {}
-    fleet = Fleet(sim.vehicles, sim.seed, start, odometers=odometers)
+    fleet = Fleet(sim.vehicles, sim.seed, start, odometers=odometers, dropouts=args.dropouts)
     print(
         f"fleetwatch simulate: {sim.vehicles} vehicles, seed {sim.seed}, {plan}, "
         f"to Kafka at {bootstrap}",

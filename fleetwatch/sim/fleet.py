@@ -83,6 +83,8 @@ INTERVENTIONS_PER_KM: Final = (1 / 220, 1 / 400, 1 / 1100)
 DISENGAGEMENTS_PER_KM: Final = (1 / 160, 1 / 300, 1 / 700)
 HARD_BRAKES_PER_KM: Final = (1 / 45, 1 / 80, 1 / 200)
 PROBLEM_VEHICLE_SHARE: Final = 0.12
+DROPOUT_START_P: Final = 1 / (4 * 3600)
+"""Per second, with ``Fleet(dropouts=True)``: a vehicle loses contact."""
 RAIN_START_P: Final = 1 / (4 * 3600)
 RAIN_STOP_P: Final = 1 / 3600
 
@@ -284,6 +286,7 @@ class Vehicle:
         "seg",
         "seg_index",
         "segments",
+        "silent_s",
         "speed_mps",
         "speeder",
         "speeding_excess_kmh",
@@ -318,6 +321,8 @@ class Vehicle:
         self.jam_s = 0
         self.jam_target_mps = 0.0
         self.hold_s = 0
+        self.silent_s = 0
+        """Seconds the vehicle stays out of contact (only with ``Fleet(dropouts=True)``)."""
 
         self.capacity_kwh = rng.uniform(60.0, 82.0)
         self.rated_kwh_per_km = rng.uniform(0.16, 0.19)
@@ -797,6 +802,11 @@ class Fleet:
     ``odometers`` (vehicle id -> km, e.g. the last readings stored) makes a restarted
     simulator continue those odometers instead of drawing new ones, so a vehicle's
     odometer never goes back across restarts; nothing else changes.
+
+    ``dropouts=True`` makes vehicles lose contact now and then (about once in
+    four hours, for 40-180 s): they keep driving, but nothing they produce in that
+    time arrives, so "vehicle silent" alerts happen. Off by default, so every
+    vehicle reports every second.
     """
 
     def __init__(
@@ -806,6 +816,7 @@ class Fleet:
         start: datetime,
         *,
         odometers: Mapping[str, float] | None = None,
+        dropouts: bool = False,
     ) -> None:
         if vehicles < 1:
             raise ValueError("a fleet needs at least one vehicle")
@@ -814,6 +825,7 @@ class Fleet:
         start = start.astimezone(timezone.utc)
         self.seed = seed
         self.start = start
+        self.dropouts = dropouts
         routes = all_routes()
         self.routes: dict[str, Route] = {r.route_id: r for r in routes}
         self.vehicles: tuple[Vehicle, ...] = tuple(
@@ -851,8 +863,20 @@ class Fleet:
             if rng.random() < (RAIN_STOP_P if raining[i] else RAIN_START_P):
                 raining[i] = not raining[i]
         out: list[Message] = []
-        for vehicle in self.vehicles:
-            vehicle.tick(now, raining[vehicle.city_index], out)
+        if not self.dropouts:
+            for vehicle in self.vehicles:
+                vehicle.tick(now, raining[vehicle.city_index], out)
+        else:
+            lost: list[Message] = []
+            for vehicle in self.vehicles:
+                if vehicle.silent_s <= 0 and vehicle.rng.random() < DROPOUT_START_P:
+                    vehicle.silent_s = vehicle.rng.randrange(40, 180)
+                if vehicle.silent_s > 0:
+                    vehicle.silent_s -= 1
+                    vehicle.tick(now, raining[vehicle.city_index], lost)
+                    lost.clear()
+                else:
+                    vehicle.tick(now, raining[vehicle.city_index], out)
         self.next_time = now + TICK
         self.ticks += 1
         return out

@@ -366,6 +366,23 @@ def test_backfill_yields_one_batch_per_second() -> None:
     assert fleet.next_time == START + timedelta(seconds=90)
 
 
+def test_dropouts_make_vehicles_go_silent_for_a_while() -> None:
+    fleet = Fleet(60, seed=5, start=START, dropouts=True)
+    last_seen: dict[str, tuple[datetime, float]] = {}
+    gaps: list[tuple[float, float]] = []  # (seconds, km driven meanwhile)
+    for batch in backfill(fleet, timedelta(hours=1)):
+        for m in batch:
+            if isinstance(m, Telemetry):
+                seen = last_seen.get(m.vehicle_id)
+                if seen is not None and m.time - seen[0] > TICK:
+                    gaps.append(((m.time - seen[0]).total_seconds(), m.odometer_km - seen[1]))
+                last_seen[m.vehicle_id] = (m.time, m.odometer_km)
+    assert 3 <= len(gaps) <= 60
+    assert all(40 <= seconds <= 181 for seconds, _ in gaps)
+    assert any(km > 0.1 for _, km in gaps)  # they kept driving while out of contact
+    assert len(last_seen) == 60
+
+
 def test_odometers_continue_from_given_readings() -> None:
     plain = Fleet(3, seed=1, start=START)
     resumed = Fleet(3, seed=1, start=START, odometers={"AV-0002": 123_456.7, "AV-0009": 1.0})
