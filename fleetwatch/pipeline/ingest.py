@@ -237,7 +237,8 @@ class Ingestor:
         self._stop = threading.Event()
         self._stats = IngestStats()
         self._stats_lock = threading.Lock()
-        self._rate: deque[tuple[float, int]] = deque()
+        self._rate: deque[tuple[float, int]] = deque()  # (monotonic time, stored so far)
+        self._started = time.monotonic()
         self._last_record: float | None = None  # or the last assignment
         self._last_lag = 0.0
         # Offsets: what this consumer believes is stored (None: no row yet).
@@ -254,8 +255,26 @@ class Ingestor:
     def stats(self) -> IngestStats:
         with self._stats_lock:
             snapshot = self._stats
+            rate = self._rate_locked(time.monotonic())
         last = self._last_record
-        return replace(snapshot, idle_s=0.0 if last is None else time.monotonic() - last)
+        return replace(
+            snapshot,
+            events_per_s=rate,
+            idle_s=0.0 if last is None else time.monotonic() - last,
+        )
+
+    def _rate_locked(self, now: float) -> float:
+        """Events stored per second over the last ``RATE_WINDOW_S`` (0 when idle)."""
+        samples = self._rate
+        while len(samples) > 1 and samples[1][0] <= now - RATE_WINDOW_S:
+            samples.popleft()
+        if not samples:
+            return 0.0
+        since, stored_then = samples[0]
+        stored_now = samples[-1][1]
+        if now - since < 0.5:  # too short a span to be meaningful: the previous figure
+            return self._stats.events_per_s
+        return (stored_now - stored_then) / (now - since)
 
     def _update(self, **changes: Any) -> None:
         with self._stats_lock:
@@ -283,11 +302,10 @@ class Ingestor:
         with self._stats_lock:
             s = self._stats
             stored = s.stored + prepared.batch.events
+            if not self._rate:
+                self._rate.append((self._started, 0))
             self._rate.append((now, stored))
-            while len(self._rate) > 2 and now - self._rate[0][0] > RATE_WINDOW_S:
-                self._rate.popleft()
-            first_t, first_n = self._rate[0]
-            rate = (stored - first_n) / (now - first_t) if now > first_t else s.events_per_s
+            rate = self._rate_locked(now)
             self._stats = replace(
                 s,
                 consumed=s.consumed + prepared.consumed,
@@ -404,18 +422,19 @@ class Ingestor:
                 if wait_s <= 0:
                     break
             records = self.consumer.poll_batch(params.batch_max - len(self._pending), wait_s)
+            down = not records and bool(getattr(self.consumer, "broker_down", False))
+            with self._stats_lock:
+                state = self._stats.state
+            if down:
+                self._set_state("broker-down", getattr(self.consumer, "last_error", None))
+                break
+            if state == "broker-down":
+                self._set_state("running")
             if records:
                 self._last_record = time.monotonic()
                 self._pending.extend(records)
                 if deadline is None:
                     deadline = time.monotonic() + params.batch_ms / 1000
-                with self._stats_lock:
-                    state = self._stats.state
-                if state == "broker-down":
-                    self._set_state("running")
-            elif getattr(self.consumer, "broker_down", False):
-                self._set_state("broker-down", getattr(self.consumer, "last_error", None))
-                break
             elif deadline is None:
                 break  # nothing arrived; let the caller refresh lag and check stop
 

@@ -34,7 +34,8 @@ def connect(dsn: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Con
         ) from None
     if "connect_timeout" not in params:
         kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
-    kwargs.setdefault("application_name", "fleetwatch")
+    if "application_name" not in params:
+        kwargs.setdefault("application_name", "fleetwatch")
     try:
         return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
     except psycopg.Error as error:
