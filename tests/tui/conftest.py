@@ -17,7 +17,7 @@ SIZE = (120, 36)
 NARROW = (80, 24)
 
 
-def test_settings(**ui: Any) -> Settings:
+def quiet_settings(**ui: Any) -> Settings:
     """Settings with a slow poll, so nothing redraws by itself during a test."""
     values: dict[str, Any] = {"refresh_s": 30.0}
     values.update(ui)
@@ -35,7 +35,7 @@ def make_app(tmp_path: Path) -> AppFactory:
         kwargs.setdefault("export_dir", tmp_path / "exports")
         kwargs.setdefault("user", "tester")
         kwargs.setdefault("animate", False)
-        settings = kwargs.pop("settings", None) or test_settings()
+        settings = kwargs.pop("settings", None) or quiet_settings()
         return create_app(settings, source=source or FixedSource(), **kwargs)
 
     return build

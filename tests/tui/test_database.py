@@ -1,0 +1,240 @@
+"""The app against the real database: data loaded by the real simulator, broker and
+ingestor; every view read through the metrics queries; acknowledgements and silences
+persisted; a dropped connection shown and recovered; the services started and stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from textual.pilot import Pilot
+
+from fleetwatch.config import RuleSettings, Settings
+from fleetwatch.model import TOPIC_BY_MODEL, encode
+from fleetwatch.pipeline.ingest import Ingestor, IngestParams
+from fleetwatch.pipeline.rules import AlertEngine
+from fleetwatch.sim import Fleet, backfill
+from fleetwatch.store.db import connect
+from fleetwatch.transport.local import LocalBroker
+from fleetwatch.tui.app import FleetwatchApp, create_app
+from fleetwatch.tui.database import DatabaseSource
+from fleetwatch.tui.runtime import AppServices
+from fleetwatch.tui.screens.modals import DurationModal
+from fleetwatch.tui.snapshots import AlertRow, ViewRequest
+from fleetwatch.tui.source import SourceUnavailable
+from tests.tui.conftest import SIZE, rendered, quiet_settings, wait_for
+
+VEHICLES = 6
+# Thresholds that make every vehicle raise a low-battery alert, so there is one to act on.
+EAGER_RULES = RuleSettings(battery_fire_pct=99.0, battery_clear_pct=100.0)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 120.0) -> None:
+    done = threading.Event()
+    waited = 0.0
+    while not condition():
+        if waited >= timeout_s:
+            raise AssertionError("condition not met in time")
+        done.wait(0.05)
+        waited += 0.05
+
+
+def load_fleet(dsn: str, *, vehicles: int = VEHICLES, minutes: int = 10) -> datetime:
+    """Simulate ``minutes`` of a fleet ending now and ingest it; returns the end time."""
+    end = datetime.now(timezone.utc).replace(microsecond=0)
+    fleet = Fleet(vehicles, 5, end - timedelta(minutes=minutes))
+    broker = LocalBroker(3)
+    producer = broker.producer()
+    total = 0
+    for tick in backfill(fleet, timedelta(minutes=minutes)):
+        for message in tick:
+            producer.produce(
+                TOPIC_BY_MODEL[type(message)], message.vehicle_id.encode(), encode(message)
+            )
+            total += 1
+    ingestor = Ingestor(
+        IngestParams(group="tui-test"),
+        broker.consumer("tui-test"),
+        lambda: connect(dsn),
+        AlertEngine(EAGER_RULES),
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=ingestor.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: ingestor.stats().consumed >= total)
+    finally:
+        stop.set()
+        ingestor.stop()
+        thread.join(30)
+    return end
+
+
+@pytest.fixture
+def loaded(db_dsn: str) -> Iterator[tuple[str, datetime]]:
+    end = load_fleet(db_dsn)
+    yield db_dsn, end
+
+
+def test_every_view_reads_the_database(loaded: tuple[str, datetime]) -> None:
+    dsn, end = loaded
+    source = DatabaseSource(dsn, EAGER_RULES)
+    try:
+        fleet = source.fetch(ViewRequest("fleet", "1h", end)).fleet
+        assert fleet is not None
+        assert len(fleet.vehicles) == VEHICLES
+        assert fleet.kpis.vehicles_total == VEHICLES
+        assert fleet.kpis.distance_km > 0
+        assert fleet.kpis.alerts_warning + fleet.kpis.alerts_critical > 0
+        vehicle_id = fleet.vehicles[0].vehicle_id
+        vehicle = source.fetch(ViewRequest("vehicle", "15m", end, vehicle_id)).vehicle
+        assert vehicle is not None and vehicle.vehicle is not None
+        assert vehicle.vehicle.vehicle_id == vehicle_id
+        assert vehicle.series and vehicle.track
+        assert vehicle.alerts
+        alerts = source.fetch(ViewRequest("alerts", "1h", end)).alerts
+        assert alerts is not None
+        assert {a.rule for a in alerts.alerts} >= {"low_battery"}
+        interventions = source.fetch(ViewRequest("interventions", "1h", end)).interventions
+        assert interventions is not None
+        assert len(interventions.buckets) > 1
+        # Ranked: every vehicle with an intervention or disengagement in the window.
+        ranked = {r.vehicle_id for r in interventions.ranking}
+        assert ranked == {e.vehicle_id for e in interventions.events}
+        perception = source.fetch(ViewRequest("perception", "1h", end)).perception
+        assert perception is not None
+        assert sum(c.count for c in perception.by_class) > 0
+        assert sum(b.count for b in perception.distance_bins) > 0
+    finally:
+        source.close()
+
+
+def run_app(app: FleetwatchApp, scenario: Callable[[Pilot[Any]], Any]) -> None:
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, rendered(app, "fleet"), timeout_s=30)
+            await scenario(pilot)
+
+    asyncio.run(main())
+
+
+def test_acknowledge_and_silence_are_stored(loaded: tuple[str, datetime], tmp_path: Path) -> None:
+    dsn, _ = loaded
+    app = create_app(
+        quiet_settings(),
+        source=DatabaseSource(dsn, EAGER_RULES),
+        export_dir=tmp_path,
+        user="night-shift",
+        animate=False,
+    )
+    chosen: list[AlertRow] = []
+
+    async def scenario(pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"), timeout_s=30)
+        table = app.query_one("#alerts-table")
+        row = table.current_row()  # type: ignore[attr-defined]
+        assert isinstance(row, AlertRow) and row.state != "resolved"
+        chosen.append(row)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, DurationModal))
+        await pilot.press("enter")  # 1 hour
+        await wait_for(
+            pilot, lambda: any("Acknowledged" in n.message for n in app._notifications), 30
+        )
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, DurationModal))
+        await pilot.press("down", "enter")  # 4 hours
+        await wait_for(pilot, lambda: any("Silenced" in n.message for n in app._notifications), 30)
+
+    run_app(app, scenario)
+    alert = chosen[0]
+    with psycopg.connect(dsn) as conn:
+        acked_by, ack_until = conn.execute(
+            "SELECT acked_by, ack_until FROM alerts WHERE alert_id = %s", (alert.alert_id,)
+        ).fetchone() or (None, None)
+        assert acked_by == "night-shift"
+        assert ack_until is not None
+        remaining = ack_until - datetime.now(timezone.utc)
+        assert timedelta(minutes=55) < remaining <= timedelta(hours=1)
+        silence = conn.execute(
+            "SELECT vehicle_id, rule, created_by, until FROM silences"
+        ).fetchall()
+        assert len(silence) == 1
+        vehicle_id, rule, created_by, until = silence[0]
+        assert (vehicle_id, rule, created_by) == (alert.vehicle_id, alert.rule, "night-shift")
+        assert (
+            timedelta(hours=3, minutes=55)
+            < until - datetime.now(timezone.utc)
+            <= timedelta(hours=4)
+        )
+
+
+def test_a_dropped_connection_is_shown_and_recovered(
+    loaded: tuple[str, datetime], tmp_path: Path
+) -> None:
+    dsn, _ = loaded
+    source = DatabaseSource(dsn, EAGER_RULES)
+    app = create_app(quiet_settings(), source=source, export_dir=tmp_path, animate=False)
+
+    async def scenario(pilot: Pilot[Any]) -> None:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'fleetwatch'"
+            )
+        app.request_refresh()
+        await wait_for(pilot, lambda: app.refresh_error is not None, 30)
+        notice = app.query_one("#view-fleet-notice")
+        assert notice.has_class("-shown")
+        assert "Database unavailable" in str(notice.render())  # type: ignore[attr-defined]
+        app.request_refresh()
+        await wait_for(pilot, lambda: app.refresh_error is None, 30)
+        assert not notice.has_class("-shown")
+
+    run_app(app, scenario)
+
+
+def test_an_unreachable_database_is_one_sentence() -> None:
+    source = DatabaseSource("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(SourceUnavailable, match="cannot connect to the database"):
+        source.fetch(ViewRequest("fleet", "1h", datetime.now(timezone.utc)))
+
+
+def test_services_run_simulator_and_ingestor_then_stop(db_dsn: str) -> None:
+    settings = Settings.model_validate(
+        {
+            "database": {"dsn": db_dsn},
+            "simulator": {"vehicles": 4, "backfill_hours": 0.05},
+        }
+    )
+    services = AppServices(settings)
+    steps: list[str] = []
+    source, status = services.start(lambda step, _fraction: steps.append(step))
+    try:
+        assert steps[0] == "connecting to the database"
+        assert "starting the simulator" in steps
+
+        def vehicles() -> int:
+            fleet = source.fetch(ViewRequest("fleet", "15m", datetime.now(timezone.utc))).fleet
+            return 0 if fleet is None else len(fleet.vehicles)
+
+        wait_until(lambda: vehicles() == 4)
+        wait_until(lambda: status.status().backfill_pct is None)
+        current = status.status()
+        assert current.mode == "connected"
+        assert current.database == "up" and current.broker == "in-process"
+    finally:
+        source.close()
+        services.stop()
+    with psycopg.connect(db_dsn) as conn:
+        stored = conn.execute("SELECT count(*) FROM telemetry").fetchone()
+        offsets = conn.execute("SELECT sum(next_offset) FROM ingest_offsets").fetchone()
+    assert stored is not None and stored[0] >= 4 * 180
+    assert offsets is not None and offsets[0] is not None
