@@ -28,7 +28,7 @@ from fleetwatch.tui.runtime import AppServices
 from fleetwatch.tui.screens.modals import DurationModal
 from fleetwatch.tui.snapshots import AlertRow, ViewRequest
 from fleetwatch.tui.source import SourceUnavailable
-from tests.tui.conftest import SIZE, rendered, quiet_settings, wait_for
+from tests.tui.conftest import SIZE, quiet_settings, rendered, wait_for
 
 VEHICLES = 6
 # Thresholds that make every vehicle raise a low-battery alert, so there is one to act on.
