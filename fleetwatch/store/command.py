@@ -44,18 +44,28 @@ COUNTED_TABLES = (
 )
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
+def _add_db_flag(parser: argparse.ArgumentParser, default: Any = None) -> None:
     parser.add_argument(
         "--db",
         dest="database.dsn",
         metavar="DSN",
+        default=default,
         help="PostgreSQL/TimescaleDB connection string (default: the embedded database)",
     )
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    _add_db_flag(parser)
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sub.add_parser("migrate", help="apply pending schema migrations")
-    sub.add_parser("status", help="which database, backend, schema version, size, row counts")
-    reset = sub.add_parser("reset", help="delete the embedded database and all its data")
-    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    actions = [
+        sub.add_parser("migrate", help="apply pending schema migrations"),
+        sub.add_parser("status", help="which database, backend, schema version, size, row counts"),
+        sub.add_parser("reset", help="delete the embedded database and all its data"),
+    ]
+    actions[2].add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    for action in actions:
+        # --db also after the action; SUPPRESS keeps a --db given before it.
+        _add_db_flag(action, default=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:

@@ -183,13 +183,17 @@ def test_db_status_and_migrate(loaded_dsn: str) -> None:
     assert "TimescaleDB" in text
     assert "version 002" in text
     assert "rows in telemetry" in text and "202" in text
-    code, text = _run(command, ["db", "--db", loaded_dsn, "migrate"])
+    code, text = _run(command, ["db", "migrate", "--db", loaded_dsn])
     assert code == 0 and "up to date" in text
 
 
 def test_db_reset_refuses_a_server_database(loaded_dsn: str) -> None:
-    with pytest.raises(cli.CliError, match="only deletes the embedded database"):
-        _run(command, ["db", "--db", loaded_dsn, "reset", "--yes"])
+    for argv in (
+        ["db", "--db", loaded_dsn, "reset", "--yes"],
+        ["db", "reset", "--yes", "--db", loaded_dsn],
+    ):
+        with pytest.raises(cli.CliError, match="only deletes the embedded database"):
+            _run(command, argv)
     with psycopg.connect(loaded_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM telemetry").fetchone() == (202,)
 
