@@ -4,9 +4,11 @@ The writer calls :func:`merge` inside the transaction that copies a batch, so th
 rollups are always exactly consistent with the raw rows, on every backend (plain
 PostgreSQL, TimescaleDB Apache or community licence). Each batch is aggregated in
 Python per key, then merged with one ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO
-UPDATE`` per table. Every column merges associatively (sums, minima, maxima, and
-"first"/"last" values chosen by their sample time), so a batch may be split or
-batches applied in any order and the result is the same.
+UPDATE`` per table, its arrays sent as binary parameters (formatting them as text
+costs about as much as the whole server-side merge). Every column merges
+associatively (sums, minima, maxima, and "first"/"last" values chosen by their
+sample time), so a batch may be split or batches applied in any order and the
+result is the same.
 
 Tables (``sql/001_core.sql`` and ``sql/002_rollups.sql``):
 
@@ -23,6 +25,15 @@ Tables (``sql/001_core.sql`` and ``sql/002_rollups.sql``):
 
 Rows are merged in key order, so concurrent ingestors of one consumer group (which
 share the fleet-wide minute rows) wait for each other rather than deadlock.
+
+Backends. The same ingestor-maintained rollups serve every backend, so every backend
+gives the same answers through one query path. TimescaleDB continuous aggregates are
+deliberately not used even where the licence allows them: they lag behind the live
+view until refreshed, real-time aggregation re-reads raw rows, and the answers would
+differ per backend. What the community licence adds is compression and retention
+policies (:func:`policy_statements`, applied by ``fleetwatch db migrate``); on the
+Apache build and plain PostgreSQL, :func:`enforce_retention` does retention
+(``drop_chunks`` or ``DELETE``). Rollups are small and are kept.
 """
 
 from __future__ import annotations
@@ -82,11 +93,11 @@ INSERT INTO vehicle_minute (
     first_time, last_time, first_step_km, first_autonomous_step_km,
     battery_last_pct, lat_last, lon_last, speed_last_kmh, autopilot_last)
 SELECT * FROM unnest(
-    %s::timestamptz[], %s::text[], %s::int[], %s::int[], %s::int[], %s::int[],
-    %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::real[],
-    %s::real[], %s::real[], %s::real[],
-    %s::timestamptz[], %s::timestamptz[], %s::float8[], %s::float8[],
-    %s::real[], %s::float8[], %s::float8[], %s::real[], %s::bool[])
+    %b::timestamptz[], %b::text[], %b::int[], %b::int[], %b::int[], %b::int[],
+    %b::float8[], %b::float8[], %b::float8[], %b::float8[], %b::float8[], %b::real[],
+    %b::real[], %b::real[], %b::real[],
+    %b::timestamptz[], %b::timestamptz[], %b::float8[], %b::float8[],
+    %b::real[], %b::float8[], %b::float8[], %b::real[], %b::bool[])
 ORDER BY 2, 1
 ON CONFLICT (vehicle_id, bucket) DO UPDATE SET
     samples = vehicle_minute.samples + EXCLUDED.samples,
@@ -128,8 +139,8 @@ INSERT INTO fleet_minute (
     bucket, samples, autopilot_samples, moving_samples, distance_km, autonomous_km,
     interventions, disengagements)
 SELECT * FROM unnest(
-    %s::timestamptz[], %s::bigint[], %s::bigint[], %s::bigint[], %s::float8[], %s::float8[],
-    %s::bigint[], %s::bigint[])
+    %b::timestamptz[], %b::bigint[], %b::bigint[], %b::bigint[], %b::float8[], %b::float8[],
+    %b::bigint[], %b::bigint[])
 ORDER BY 1
 ON CONFLICT (bucket) DO UPDATE SET
     samples = fleet_minute.samples + EXCLUDED.samples,
@@ -143,7 +154,7 @@ ON CONFLICT (bucket) DO UPDATE SET
 
 PERCEPTION_MINUTE_MERGE_SQL: Final = """
 INSERT INTO perception_minute (bucket, object_class, events, closing_events)
-SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::bigint[], %s::bigint[])
+SELECT * FROM unnest(%b::timestamptz[], %b::text[], %b::bigint[], %b::bigint[])
 ORDER BY 1, 2
 ON CONFLICT (bucket, object_class) DO UPDATE SET
     events = perception_minute.events + EXCLUDED.events,
@@ -152,7 +163,7 @@ ON CONFLICT (bucket, object_class) DO UPDATE SET
 
 PERCEPTION_HIST_MERGE_SQL: Final = """
 INSERT INTO perception_hist_minute (bucket, kind, bin, events)
-SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::smallint[], %s::bigint[])
+SELECT * FROM unnest(%b::timestamptz[], %b::text[], %b::smallint[], %b::bigint[])
 ORDER BY 1, 2, 3
 ON CONFLICT (bucket, kind, bin) DO UPDATE SET
     events = perception_hist_minute.events + EXCLUDED.events
@@ -266,6 +277,7 @@ class _VehicleMinute:
 def _vehicle_minute_params(minutes: dict[tuple[str, int], _VehicleMinute]) -> list[list[Any]]:
     columns: list[list[Any]] = [[] for _ in range(24)]
     for (vehicle_id, minute), m in sorted(minutes.items()):
+        # Binary parameters need one Python type per array: floats stay floats.
         values = (
             _bucket(minute),
             vehicle_id,
@@ -273,24 +285,24 @@ def _vehicle_minute_params(minutes: dict[tuple[str, int], _VehicleMinute]) -> li
             m.autopilot_samples,
             m.moving,
             m.over_limit,
-            m.odometer_first,
-            m.odometer_last,
-            m.distance_km,
-            m.autonomous_km,
-            m.speed_sum,
-            m.speed_max,
-            m.limit_max,
-            m.battery_min,
-            m.battery_max,
+            float(m.odometer_first),
+            float(m.odometer_last),
+            float(m.distance_km),
+            float(m.autonomous_km),
+            float(m.speed_sum),
+            float(m.speed_max),
+            float(m.limit_max),
+            float(m.battery_min),
+            float(m.battery_max),
             m.first_time,
             m.last_time,
-            m.first_step,
-            m.first_autonomous_step,
-            m.battery_last,
-            m.lat_last,
-            m.lon_last,
-            m.speed_last,
-            m.autopilot_last,
+            float(m.first_step),
+            float(m.first_autonomous_step),
+            float(m.battery_last),
+            float(m.lat_last),
+            float(m.lon_last),
+            float(m.speed_last),
+            bool(m.autopilot_last),
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
@@ -369,7 +381,10 @@ def merge(
         keys = sorted(fleet)
         cur.execute(
             FLEET_MINUTE_MERGE_SQL,
-            [[_bucket(k) for k in keys]] + [[fleet[k][i] for k in keys] for i in range(7)],
+            [[_bucket(k) for k in keys]]
+            + [[fleet[k][i] for k in keys] for i in (0, 1, 2)]
+            + [[float(fleet[k][i]) for k in keys] for i in (3, 4)]
+            + [[fleet[k][i] for k in keys] for i in (5, 6)],
         )
     if classes:
         class_keys = sorted(classes)
