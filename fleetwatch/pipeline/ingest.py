@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -42,7 +43,9 @@ from fleetwatch.model import (
 from fleetwatch.pipeline.rules import (
     COLLISION_RISK,
     FIRING,
+    Alert,
     AlertEngine,
+    Transition,
     alert_from_row,
 )
 from fleetwatch.store.db import DatabaseUnavailable
@@ -149,6 +152,22 @@ class _Prepared:
     vehicles: set[str]
     consumed: int
     fired: int
+    live: list[tuple[Alert, Alert]] = field(default_factory=list)
+    """(snapshot written with this batch, the engine's live alert) pairs."""
+
+
+def _snapshot(alerts: list[Alert], transitions: list[Transition]) -> _Prepared:
+    """Copies of the changed alerts as they are now, so the engine can go on mutating
+    its live alerts while this batch waits for the writer."""
+    copies = [replace(a) for a in alerts]
+    copy_of = {id(a): c for a, c in zip(alerts, copies, strict=True)}
+    batch = Batch(group="")
+    batch.alerts = copies
+    batch.transitions = [replace(t, alert=copy_of[id(t.alert)]) for t in transitions]
+    return _Prepared(batch, set(), 0, 0, list(zip(copies, alerts, strict=True)))
+
+
+_DONE: Final = object()
 
 
 def decode_records(
@@ -233,7 +252,7 @@ class Ingestor:
         self._conn_factory = conn_factory
         self.engine = engine if engine is not None else AlertEngine(rules or RuleSettings())
         self._clock = clock
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conns: dict[str, psycopg.Connection[Any]] = {}  # "read" (loop), "write" (writer)
         self._stop = threading.Event()
         self._stats = IngestStats()
         self._stats_lock = threading.Lock()
@@ -241,9 +260,18 @@ class Ingestor:
         self._started = time.monotonic()
         self._last_record: float | None = None  # or the last assignment
         self._last_lag = 0.0
-        # Offsets: what this consumer believes is stored (None: no row yet).
-        self._believed: dict[TopicPartition, int | None] = {}
+        # Next offset per assigned partition once every batch prepared so far is written
+        # (None: no row yet); the writer is told to expect these before each batch.
+        self._planned: dict[TopicPartition, int | None] = {}
         self._pending: list[Record] = []
+        # The writer thread: prepared batches go through a one-slot queue, so the next
+        # batch is decoded while the database writes the previous one.
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=1)
+        self._writer: threading.Thread | None = None
+        self._writer_error: BaseException | None = None
+        self._refused: list[_Prepared] = []  # batches dropped after a refused write
+        self._refused_lock = threading.Lock()
+        self._to_commit: dict[TopicPartition, int] = {}
         self._odometer: dict[str, float] = {}
         self._vehicle_partition: dict[str, int] = {}
         self._partition_vehicles: dict[int, set[str]] = {}
@@ -318,18 +346,21 @@ class Ingestor:
 
     # -- database ---------------------------------------------------------------------------
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = self._conn_factory()
-        return self._conn
+    def _connection(self, role: str) -> psycopg.Connection[Any]:
+        conn = self._conns.get(role)
+        if conn is None or conn.closed:
+            conn = self._conns[role] = self._conn_factory()
+        return conn
 
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
+    def _drop_connection(self, role: str) -> None:
+        conn = self._conns.pop(role, None)
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
 
-    def _with_db(self, what: Callable[[psycopg.Connection[Any]], _T]) -> _T | None:
+    def _with_db(
+        self, what: Callable[[psycopg.Connection[Any]], _T], role: str = "read"
+    ) -> _T | None:
         """Run ``what`` with a connection, retrying while the database is unavailable.
 
         Returns None only when stopping was requested before it succeeded.
@@ -337,9 +368,9 @@ class Ingestor:
         backoff = BACKOFF_MIN_S
         while True:
             try:
-                result = what(self._connection())
+                result = what(self._connection(role))
             except (DatabaseUnavailable, psycopg.OperationalError) as error:
-                self._drop_connection()
+                self._drop_connection(role)
                 self._set_state("db-down", str(error).strip().splitlines()[0])
             else:
                 return result
@@ -354,7 +385,7 @@ class Ingestor:
         if stored is None:
             stored = {}
         for tp in partitions:
-            self._believed[tp] = stored.get(tp)
+            self._planned[tp] = stored.get(tp)
         self._last_record = time.monotonic()
         return stored
 
@@ -365,6 +396,9 @@ class Ingestor:
             and not self._stop.is_set()
         ):
             self._flush()
+        # Everything prepared must be written (or refused) before the partitions go.
+        self._drain()
+        self._recover_if_refused()
         # Records of revoked partitions that could not be written are re-read by the new owner.
         self._pending = [r for r in self._pending if (r.topic, r.partition) not in revoked]
         numbers = {p for _, p in partitions}
@@ -373,7 +407,7 @@ class Ingestor:
             vehicles |= self._partition_vehicles.pop(number, set())
         self._forget(vehicles)
         for tp in partitions:
-            self._believed.pop(tp, None)
+            self._planned.pop(tp, None)
             self._partition_time.pop(tp, None)
 
     def _forget(self, vehicles: Iterable[str]) -> None:
@@ -395,21 +429,34 @@ class Ingestor:
         """Consume until ``stop`` (or :meth:`stop`) is set; return the final stats."""
         if stop is not None:
             self._stop = stop
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self._writer.start()
         self.consumer.subscribe(list(self.params.topics), self._on_assign, self._on_revoke)
         self._set_state("running")
         try:
             while not self._stop.is_set():
                 self._gather()
+                self._recover_if_refused()
                 if self._pending:
                     self._flush()
+                self._commit_to_transport()
                 self._refresh_lag()
+            if self._pending:
+                self._flush()  # the batch in hand when asked to stop
+            self._drain()
+            self._commit_to_transport()
         finally:
             try:
                 self._update(lag=self.consumer.lag())
                 self.consumer.close()
             finally:
-                self._drop_connection()
+                self._queue.put(_DONE)
+                self._writer.join()
+                for role in list(self._conns):
+                    self._drop_connection(role)
                 self._set_state("stopped")
+        if self._writer_error is not None:
+            raise self._writer_error
         return self.stats()
 
     def _gather(self) -> None:
@@ -446,52 +493,115 @@ class Ingestor:
         self._update(lag=self.consumer.lag())
 
     def _flush(self) -> None:
-        """Prepare the pending records and write them, retrying while the database is down."""
+        """Prepare the pending records and hand them to the writer thread."""
+        if self._writer_error is not None:
+            raise self._writer_error
         records, self._pending = self._pending, []
         prepared = self._with_db(lambda c: self._prepare(c, records))
         if prepared is None:
             return  # stopping while the database is down: nothing was committed
+        for tp, offset in prepared.batch.offsets.items():
+            if tp in self._planned:
+                self._planned[tp] = offset
+        self._queue.put(prepared)
+
+    def _drain(self) -> None:
+        """Wait until the writer has written or dropped every batch handed to it."""
+        self._queue.join()
+        if self._writer_error is not None:
+            raise self._writer_error
+
+    def _write_loop(self) -> None:
+        refused = False
+        while True:
+            item = self._queue.get()
+            try:
+                if item is _DONE:
+                    return
+                assert isinstance(item, _Prepared)
+                with self._refused_lock:
+                    refused = bool(self._refused)
+                if refused or not self._write(item):
+                    with self._refused_lock:
+                        self._refused.append(item)
+            except BaseException as error:  # surfaced by the loop thread
+                self._writer_error = error
+                self._stop.set()
+            finally:
+                self._queue.task_done()
+
+    def _write(self, prepared: _Prepared) -> bool:
+        """Write one batch, retrying while the database is down; False if it was refused
+        (or abandoned because stopping was requested while the database was down)."""
+        for snapshot, live in prepared.live:
+            if snapshot.alert_id is None:
+                snapshot.alert_id = live.alert_id  # inserted by an earlier batch
         while True:
             try:
-                done = self._with_db(lambda c: write_batch(c, prepared.batch, now=self._clock()))
+                done = self._with_db(
+                    lambda c: write_batch(c, prepared.batch, now=self._clock()), role="write"
+                )
             except OffsetConflict as conflict:
                 log.warning("%s; re-reading them from the stored offsets", conflict)
-                self._abandon(prepared, conflict.partitions)
-                return
+                return False
             except psycopg.Error as error:
                 # Not a connection problem: keep the batch and retry, visibly.
                 reason = str(error).strip().splitlines()[0]
                 log.error("writing a batch failed, retrying: %s", reason)
-                self._drop_connection()
+                self._drop_connection("write")
                 self._set_state("db-down", reason)
                 if self._stop.wait(BACKOFF_MAX_S):
-                    return
+                    return False
                 continue
             break
         if done is None:
-            return
-        for tp, offset in prepared.batch.offsets.items():
-            self._believed[tp] = offset
-        self.consumer.commit(prepared.batch.offsets)
+            return False
+        for snapshot, live in prepared.live:
+            if live.alert_id is None:
+                live.alert_id = snapshot.alert_id
+        with self._refused_lock:
+            # Committed to the transport by the loop thread: a consumer may block a commit
+            # from another thread while it is in a rebalance callback waiting for us.
+            self._to_commit.update(prepared.batch.offsets)
         self._count(prepared)
         self._set_state("running")
+        return True
 
-    def _abandon(self, prepared: _Prepared, moved: Sequence[TopicPartition]) -> None:
-        """Drop a batch whose offsets another consumer moved; re-read its partitions."""
-        self._forget(prepared.vehicles)
-        partitions = sorted(prepared.batch.offsets)
+    def _commit_to_transport(self) -> None:
+        with self._refused_lock:
+            offsets, self._to_commit = self._to_commit, {}
+        assigned = self._planned
+        offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+        if offsets:
+            self.consumer.commit(offsets)
+
+    def _recover_if_refused(self) -> None:
+        """After a refused write: forget what the dropped batches taught us and re-read
+        every assigned partition from the offsets stored in the database."""
+        with self._refused_lock:
+            refused = bool(self._refused)
+        if not refused:
+            return
+        self._drain()
+        with self._refused_lock:
+            dropped, self._refused = self._refused, []
+        vehicles: set[str] = set()
+        for prepared in dropped:
+            vehicles |= prepared.vehicles
+        self._forget(vehicles)
+        self._pending = []  # fetched after the dropped batches: read again after the seek
+        partitions = sorted(self._planned)
         stored = self._with_db(lambda c: load_offsets(c, self.params.group, partitions)) or {}
         for tp in partitions:
-            if tp in self._believed:  # still ours
-                self._believed[tp] = stored.get(tp)
-                self.consumer.seek(tp[0], tp[1], stored.get(tp, 0))
+            self._planned[tp] = stored.get(tp)
+            self.consumer.seek(tp[0], tp[1], stored.get(tp, 0))
 
     def _prepare(self, conn: psycopg.Connection[Any], records: list[Record]) -> _Prepared:
         """Decode, validate, compute ``step_km`` and run the alert engine over ``records``."""
         params = self.params
         batch = Batch(group=params.group)
         messages = decode_records(records, params.topics, self._clock(), batch)
-        batch.expected_offsets = {tp: self._believed.get(tp) for tp in batch.offsets}
+        batch.expected_offsets = {tp: self._planned.get(tp) for tp in batch.offsets}
 
         vehicles = {m.vehicle_id for _, m in messages}
         self._first_sight(conn, messages, vehicles)
@@ -505,10 +615,16 @@ class Ingestor:
         if watermark is not None:
             engine.tick(watermark)
         alerts, transitions = engine.take_changes()
-        batch.alerts = alerts
-        batch.transitions = transitions
-        fired = sum(1 for t in transitions if t.to_state == FIRING and t.from_state != FIRING)
-        return _Prepared(batch, vehicles, len(records), fired)
+        prepared = _snapshot(alerts, transitions)
+        batch.alerts = prepared.batch.alerts
+        batch.transitions = prepared.batch.transitions
+        prepared.batch = batch
+        prepared.vehicles = vehicles
+        prepared.consumed = len(records)
+        prepared.fired = sum(
+            1 for t in transitions if t.to_state == FIRING and t.from_state != FIRING
+        )
+        return prepared
 
     def _first_sight(
         self,
@@ -538,7 +654,7 @@ class Ingestor:
                 self._odometer[vehicle] = last[vehicle][1]
         if not unknown:
             return
-        owned = set(self._believed)
+        owned = set(self._planned)
         physical_of = {stream: physical for physical, stream in self.params.topics.items()}
 
         def owns(vehicle: str, stream: str) -> bool:

@@ -344,34 +344,62 @@ def copy_events(
 
 
 def _fence_offsets(cur: psycopg.Cursor[Any], batch: Batch) -> None:
-    if not batch.offsets:
+    """Lock this batch's offset rows and check they are where this consumer left them.
+
+    Rows this consumer expects to be missing are inserted here, first, so that of two
+    consumers that both believe a partition is new only one gets past this point.
+    Locks are taken in (topic, partition) order, so concurrent writers never deadlock.
+    """
+    fenced = sorted(tp for tp in batch.offsets if tp in batch.expected_offsets)
+    if not fenced:
         return
-    topics = [t for t, _ in batch.offsets]
-    partitions = [p for _, p in batch.offsets]
-    stored = {
-        (t, p): o
-        for t, p, o in cur.execute(
-            "SELECT o.topic, o.partition, o.next_offset FROM ingest_offsets o"
-            " JOIN unnest(%s::text[], %s::int[]) AS b(topic, partition)"
-            "   USING (topic, partition)"
-            " WHERE o.consumer_group = %s"
-            " FOR UPDATE OF o",
-            (topics, partitions, batch.group),
-        )
-    }
-    moved = [
-        tp
-        for tp in batch.offsets
-        if tp in batch.expected_offsets and stored.get(tp) != batch.expected_offsets[tp]
-    ]
+    existing = [tp for tp in fenced if batch.expected_offsets[tp] is not None]
+    fresh = [tp for tp in fenced if batch.expected_offsets[tp] is None]
+    moved: list[TopicPartition] = []
+    if existing:
+        stored = {
+            (t, p): o
+            for t, p, o in cur.execute(
+                "SELECT o.topic, o.partition, o.next_offset FROM ingest_offsets o"
+                " JOIN unnest(%s::text[], %s::int[]) AS b(topic, partition)"
+                "   USING (topic, partition)"
+                " WHERE o.consumer_group = %s"
+                " ORDER BY o.topic, o.partition"
+                " FOR UPDATE OF o",
+                ([t for t, _ in existing], [p for _, p in existing], batch.group),
+            )
+        }
+        moved = [tp for tp in existing if stored.get(tp) != batch.expected_offsets[tp]]
+    if fresh and not moved:
+        inserted = {
+            (t, p)
+            for t, p in cur.execute(
+                "INSERT INTO ingest_offsets (consumer_group, topic, partition, next_offset)"
+                " SELECT %s, b.topic, b.partition, b.next_offset"
+                " FROM unnest(%s::text[], %s::int[], %s::bigint[])"
+                "   AS b(topic, partition, next_offset)"
+                " ON CONFLICT (consumer_group, topic, partition) DO NOTHING"
+                " RETURNING topic, partition",
+                (
+                    batch.group,
+                    [t for t, _ in fresh],
+                    [p for _, p in fresh],
+                    [batch.offsets[tp] for tp in fresh],
+                ),
+            )
+        }
+        moved = [tp for tp in fresh if tp not in inserted]
     if moved:
         raise OffsetConflict(sorted(moved))
 
 
 def _store_offsets(cur: psycopg.Cursor[Any], batch: Batch) -> None:
-    if not batch.offsets:
+    """Advance the offsets (rows inserted by the fence already hold their value)."""
+    items = sorted(
+        (tp, o) for tp, o in batch.offsets.items() if batch.expected_offsets.get(tp, -1) is not None
+    )
+    if not items:
         return
-    items = sorted(batch.offsets.items())
     cur.execute(
         "INSERT INTO ingest_offsets (consumer_group, topic, partition, next_offset)"
         " SELECT %s, b.topic, b.partition, b.next_offset"

@@ -222,3 +222,32 @@ def test_stats_count_what_is_committed(db_dsn: str) -> None:
     with connect(db_dsn) as conn:
         updated = conn.execute("SELECT min(updated_at) FROM ingest_offsets").fetchone()
         assert updated is not None and updated[0] >= started.replace(microsecond=0)
+
+
+def test_two_consumers_owning_the_same_partitions_still_store_everything_once(
+    db_dsn: str,
+) -> None:
+    """A consumer that lost its partitions without noticing (a zombie) keeps consuming
+    them: the offset fence refuses its writes, it re-reads from the stored offsets, and
+    the data stays exactly once."""
+    messages = simulate(vehicles=40, seconds=60)
+    broker = LocalBroker(4)
+    producer = broker.producer()
+    third = len(messages) // 3
+    produce(producer, messages[:third])
+    with (
+        Running(ingestor(broker, db_dsn, batch_max=250)) as one,
+        Running(ingestor(broker, db_dsn, batch_max=350)) as two,
+    ):
+        produce(producer, messages[third : 2 * third])
+        produce(producer, messages[2 * third :])
+
+        def all_stored() -> bool:
+            with connect(db_dsn) as conn:
+                return stored_offsets(conn) == end_offsets(broker)
+
+        wait_until(all_stored, 120, "every partition's offset at its end")
+        wait_until(lambda: one.stats().lag == 0 and two.stats().lag == 0, 60, "both caught up")
+    assert one.stats().stored > 0 and two.stats().stored > 0
+    with connect(db_dsn) as conn:
+        assert stored_event_ids(conn) == Counter(str(m.event_id) for m in messages)
