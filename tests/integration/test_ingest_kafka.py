@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -112,6 +113,10 @@ def stored_count(dsn: str) -> int:
     return int(str(row[0])) if row else 0
 
 
+def more_than(dsn: str, count: int) -> bool:
+    return stored_count(dsn) > count
+
+
 def consumed_of(stdout: str) -> int:
     match = re.search(r"done: consumed ([\d,]+) messages", stdout)
     assert match, stdout
@@ -139,7 +144,7 @@ def test_sigkill_twice_mid_stream_loses_and_duplicates_nothing(
     last = 0
     for kill in range(2):
         process = ingest(kafka_bootstrap, db_dsn, prefix, env, "--batch-max", "300")
-        wait_until(lambda last=last: stored_count(db_dsn) > last, 90, "more rows stored")
+        wait_until(partial(more_than, db_dsn, last), 90, "more rows stored")
         if kill == 0:
             rest.start()  # the second half arrives while the ingestor runs and dies
         process.send_signal(signal.SIGKILL)
@@ -172,7 +177,7 @@ def test_two_ingestors_in_one_group_share_the_work(
         # Pace the stream so the group rebalances while data is still arriving.
         before = stored_count(db_dsn)
         send(kafka_bootstrap, chunk, prefix)
-        wait_until(lambda before=before: stored_count(db_dsn) > before, 90, "progress")
+        wait_until(partial(more_than, db_dsn, before), 90, "progress")
     results = [finish(first), finish(second)]
     for code, _, err in results:
         assert code == 0, err

@@ -51,11 +51,12 @@ class Resume:
 
 def consume_all(consumer: KafkaConsumer, count: int, timeout_s: float = 60.0) -> list[Record]:
     got: list[Record] = []
-    wait_until(
-        lambda: bool(got.extend(consumer.poll_batch(1000, 0.2))) or len(got) >= count,
-        timeout_s,
-        f"{count} records",
-    )
+
+    def enough() -> bool:
+        got.extend(consumer.poll_batch(1000, 0.2))
+        return len(got) >= count
+
+    wait_until(enough, timeout_s, f"{count} records")
     return got
 
 
