@@ -441,6 +441,8 @@ class DrivingEventRow:
     lon: float
     speed_kmh: float
     autopilot: bool
+    city: str = ""
+    """The vehicle's city (from its latest state); lat/lon give the exact place."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -793,12 +795,14 @@ ORDER BY count(*) DESC, 1
 """
 
 DRIVING_EVENTS_SQL: Final = """
-SELECT time, vehicle_id, type, cause, detail, lat, lon, speed_kmh::float8 AS speed_kmh, autopilot
-FROM driving_events
-WHERE type = ANY(%(types)s)
-  AND time >= %(start)s AND time < %(end)s
-  AND (%(vehicle_id)s::text IS NULL OR vehicle_id = %(vehicle_id)s::text)
-ORDER BY time DESC
+SELECT e.time, e.vehicle_id, e.type, e.cause, e.detail, e.lat, e.lon,
+       e.speed_kmh::float8 AS speed_kmh, e.autopilot, coalesce(v.city, '') AS city
+FROM driving_events e
+LEFT JOIN vehicles v ON v.vehicle_id = e.vehicle_id
+WHERE e.type = ANY(%(types)s)
+  AND e.time >= %(start)s AND e.time < %(end)s
+  AND (%(vehicle_id)s::text IS NULL OR e.vehicle_id = %(vehicle_id)s::text)
+ORDER BY e.time DESC
 LIMIT %(limit)s
 """
 

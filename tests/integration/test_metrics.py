@@ -352,6 +352,8 @@ def test_events_over_time_by_cause_by_vehicle_and_worst(
     listed = queries.driving_events(conn, WINDOW, limit=1000)
     assert len(listed) == e.interventions + e.disengagements
     assert [x.time for x in listed] == sorted((x.time for x in listed), reverse=True)
+    cities = {m.vehicle_id: m.city for m, _ in dataset.telemetry}
+    assert all(x.city == cities[x.vehicle_id] for x in listed)
 
 
 def test_perception_summary_and_near_misses(
