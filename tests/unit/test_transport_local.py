@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
 from fleetwatch.transport.base import Consumer, Producer, TopicPartition
-from fleetwatch.transport.local import LocalBroker, partition_for
+from fleetwatch.transport.local import TRIM_CHUNK, LocalBroker, partition_for
 
 
 class Callbacks:
@@ -187,3 +188,83 @@ def test_concurrent_producers_lose_nothing() -> None:
     consumer.subscribe(["t"], Callbacks().on_assign, Callbacks().on_revoke)
     values = {v for _, _, _, v in drain(consumer)}
     assert values == {f"{w}:{i}".encode() for w in range(4) for i in range(500)}
+
+
+def test_without_subscribers_only_the_newest_records_are_kept() -> None:
+    broker = LocalBroker(1, retention=100)
+    producer = broker.producer()
+    for i in range(1000):
+        producer.produce("t", b"k", str(i).encode())
+    assert broker.retained("t") == 100
+    assert broker.end_offsets("t") == [1000]
+    consumer = broker.consumer("g")
+    consumer.subscribe(["t"], Callbacks().on_assign, Callbacks().on_revoke)
+    records = drain(consumer)
+    # Resuming before the oldest kept record skips to it, like Kafka's earliest reset.
+    assert [o for _, _, o, _ in records] == list(range(900, 1000))
+
+
+def test_committed_records_are_dropped() -> None:
+    broker = LocalBroker(1)
+    producer = broker.producer()
+    consumer = broker.consumer("g")
+    consumer.subscribe(["t"], Callbacks().on_assign, Callbacks().on_revoke)
+    for i in range(TRIM_CHUNK + 10):
+        producer.produce("t", b"k", str(i).encode())
+    assert len(drain(consumer)) == TRIM_CHUNK + 10
+    assert broker.retained("t") == TRIM_CHUNK + 10
+    consumer.commit({("t", 0): TRIM_CHUNK + 5})
+    assert broker.retained("t") == 5
+    assert consumer.lag() == 0
+    consumer.seek("t", 0, 0)  # before the oldest kept record
+    assert [o for _, _, o, _ in drain(consumer)] == list(range(TRIM_CHUNK + 5, TRIM_CHUNK + 10))
+
+
+def test_a_producer_waits_for_a_lagging_group_and_resumes_on_commit() -> None:
+    broker = LocalBroker(1, retention=10)
+    consumer = broker.consumer("g")
+    consumer.subscribe(["t"], Callbacks().on_assign, Callbacks().on_revoke)
+    producer = broker.producer()
+
+    def produce() -> None:
+        for i in range(25):
+            producer.produce("t", b"k", str(i).encode())
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    wait_for(lambda: broker.end_offsets("t") == [10])
+    thread.join(timeout=0.2)
+    assert thread.is_alive()  # held back: the group is `retention` records behind
+    assert broker.end_offsets("t") == [10]
+    while thread.is_alive() or consumer.lag():
+        records = consumer.poll_batch(100, 0.05)
+        if records:
+            consumer.commit({("t", 0): records[-1].offset + 1})
+        thread.join(timeout=0.01)
+    assert broker.end_offsets("t") == [25]
+
+
+def test_closing_the_broker_releases_a_waiting_producer() -> None:
+    broker = LocalBroker(1, retention=5)
+    consumer = broker.consumer("g")
+    consumer.subscribe(["t"], Callbacks().on_assign, Callbacks().on_revoke)
+    producer = broker.producer()
+
+    def produce() -> None:
+        for _ in range(8):
+            producer.produce("t", b"k", b"v")
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    wait_for(lambda: broker.end_offsets("t") == [5])
+    broker.close()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert broker.end_offsets("t") == [8]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
