@@ -251,3 +251,43 @@ def test_two_consumers_owning_the_same_partitions_still_store_everything_once(
     assert one.stats().stored > 0 and two.stats().stored > 0
     with connect(db_dsn) as conn:
         assert stored_event_ids(conn) == Counter(str(m.event_id) for m in messages)
+
+
+def test_alerts_are_resumed_only_by_the_owner_of_their_stream(db_dsn: str) -> None:
+    """A consumer that owns a vehicle's telemetry partition but not its perception
+    partition must leave the vehicle's collision alert (driven by perception) alone."""
+    telemetry = [m for m in simulate(vehicles=1, seconds=40) if isinstance(m, Telemetry)]
+    vehicle = telemetry[0].vehicle_id
+    with connect(db_dsn) as conn:
+        conn.execute(
+            "INSERT INTO alerts (vehicle_id, rule, state, severity, first_seen, last_seen,"
+            " fired_at, value, summary) VALUES (%s, 'collision_risk', 'firing', 'critical',"
+            " %s, %s, %s, 1.2, 'pedestrian TTC 1.2 s at 6 m')",
+            (vehicle, telemetry[0].time, telemetry[0].time, telemetry[0].time),
+        )
+        conn.execute(
+            "INSERT INTO alerts (vehicle_id, rule, state, severity, first_seen, last_seen,"
+            " fired_at, value, summary) VALUES (%s, 'low_battery', 'firing', 'warning',"
+            " %s, %s, %s, 15, 'battery 15 %%')",
+            (vehicle, telemetry[0].time, telemetry[0].time, telemetry[0].time),
+        )
+        conn.commit()
+    broker = LocalBroker(2)
+    produce(broker.producer(), telemetry)
+    only_telemetry = Ingestor(
+        IngestParams(group=GROUP, topics={TELEMETRY_TOPIC: TELEMETRY_TOPIC}),
+        broker.consumer(GROUP),
+        lambda: connect(db_dsn),
+    )
+    with Running(only_telemetry) as running:
+        running.wait_consumed(len(telemetry))
+    with connect(db_dsn) as conn:
+        states = dict(
+            conn.execute(
+                "SELECT rule, state FROM alerts WHERE vehicle_id = %s", (vehicle,)
+            ).fetchall()
+        )
+    # Telemetry 40 s past the breach would resolve the collision alert (ttc_clear_s is
+    # 5 s) if this consumer had resumed it; the simulated battery is well above 22 %,
+    # so the low-battery alert, which telemetry drives, is resolved by this consumer.
+    assert states == {"collision_risk": "firing", "low_battery": "resolved"}
