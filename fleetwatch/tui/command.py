@@ -56,19 +56,21 @@ def setup_logging() -> Path | None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    # Textual and the services are imported here so other commands never load them.
-    from fleetwatch.tui.app import create_app
-    from fleetwatch.tui.runtime import AppServices
+    from fleetwatch.tui.runtime import AppServices, EarlyStart
 
     log_path = setup_logging()
     services = AppServices(settings)
-    app = create_app(settings, services=services)
+    # The database starts while Textual is imported and the screens are built.
+    starting = EarlyStart(services)
+    # Textual is imported here so other commands never load it.
+    from fleetwatch.tui.app import create_app
+
+    app = create_app(settings, services=starting)
     try:
         app.run()
     finally:
-        if services.dsn is not None or services.mode == "embedded":
-            print("fleetwatch: stopping…", file=sys.stderr, flush=True)
-        services.stop()
+        print("fleetwatch: stopping…", file=sys.stderr, flush=True)
+        starting.stop()
     if app.return_code not in (None, 0):
         where = f"; see {log_path}" if log_path else ""
         print(f"fleetwatch: the app stopped with an error{where}", file=sys.stderr)

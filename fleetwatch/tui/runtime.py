@@ -303,3 +303,52 @@ class _Backfill:
         if self.total is not None and consumed >= self.total:
             return None
         return min(99.0, 100.0 * consumed / total)
+
+
+class EarlyStart:
+    """Starts ``services`` in a thread right away, so the database comes up while Textual
+    is imported and the screens are built; ``start`` then waits for that result and
+    replays the progress reported so far. Implements :class:`~fleetwatch.tui.source.Services`.
+    """
+
+    def __init__(self, services: AppServices) -> None:
+        self.services = services
+        self._lock = threading.Lock()
+        self._steps: list[tuple[str, float | None]] = []
+        self._listener: ProgressCallback | None = None
+        self._done = threading.Event()
+        self._result: tuple[DatabaseSource, AppServices] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="fleetwatch-start", daemon=True)
+        self._thread.start()
+
+    def _progress(self, step: str, fraction: float | None) -> None:
+        with self._lock:
+            self._steps.append((step, fraction))
+            listener = self._listener
+        if listener is not None:
+            listener(step, fraction)
+
+    def _run(self) -> None:
+        try:
+            self._result = self.services.start(self._progress)
+        except BaseException as error:  # handed to the caller of start()
+            self._error = error
+        finally:
+            self._done.set()
+
+    def start(self, progress: ProgressCallback) -> tuple[DatabaseSource, AppServices]:
+        with self._lock:
+            replay = list(self._steps)
+            self._listener = progress
+        for step, fraction in replay:
+            progress(step, fraction)
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def stop(self) -> None:
+        self._done.wait(JOIN_TIMEOUT_S)
+        self.services.stop()

@@ -164,7 +164,7 @@ def build_dataset(seed: int = 7, vehicles: int = 25, now: datetime = FIXED_NOW) 
         if alert.state != "resolved":
             open_by_vehicle[alert.vehicle_id] = open_by_vehicle.get(alert.vehicle_id, 0) + 1
     hour_ago = now - timedelta(hours=1)
-    interventions = {}
+    interventions: dict[str, int] = {}
     for event in events:
         if event.type == "intervention" and event.time >= hour_ago:
             interventions[event.vehicle_id] = interventions.get(event.vehicle_id, 0) + 1

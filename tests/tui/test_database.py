@@ -193,7 +193,7 @@ def test_a_dropped_connection_is_shown_and_recovered(
         await wait_for(pilot, lambda: app.refresh_error is not None, 30)
         notice = app.query_one("#view-fleet-notice")
         assert notice.has_class("-shown")
-        assert "Database unavailable" in str(notice.render())  # type: ignore[attr-defined]
+        assert "Database unavailable" in str(notice.render())
         app.request_refresh()
         await wait_for(pilot, lambda: app.refresh_error is None, 30)
         assert not notice.has_class("-shown")

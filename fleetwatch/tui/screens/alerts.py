@@ -27,21 +27,24 @@ def alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
             "State",
             lambda a: _state_cell(a, context),
             lambda a: STATE_RANK.get(a.state, 9),
+            width=14,
         ),
         Column(
             "severity",
             "Severity",
             lambda a: styled(a.severity, SEVERITY_STYLE),
             lambda a: SEVERITY_RANK.get(a.severity, 9),
+            width=8,
         ),
-        Column("rule", "Rule", lambda a: a.rule, lambda a: a.rule),
-        Column("vehicle", "Vehicle", lambda a: a.vehicle_id, lambda a: a.vehicle_id),
+        Column("rule", "Rule", lambda a: a.rule, lambda a: a.rule, width=15),
+        Column("vehicle", "Vehicle", lambda a: a.vehicle_id, lambda a: a.vehicle_id, width=9),
         Column(
             "first",
             "First seen",
             lambda a: fmt.stamp(a.first_seen),
             lambda a: a.first_seen,
             export=lambda a: a.first_seen.isoformat(),
+            width=14,
         ),
         Column(
             "last",
@@ -49,11 +52,16 @@ def alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
             lambda a: f"{fmt.stamp(a.last_seen)} ({fmt.age(a.last_seen, now)})",
             lambda a: a.last_seen,
             export=lambda a: a.last_seen.isoformat(),
+            width=20,
         ),
         Column(
-            "count", "Count", lambda a: Text(fmt.count(a.count), justify="right"), lambda a: a.count
+            "count",
+            "Count",
+            lambda a: Text(fmt.count(a.count), justify="right"),
+            lambda a: a.count,
+            width=6,
         ),
-        Column("summary", "Summary", lambda a: a.summary, lambda a: a.summary),
+        Column("summary", "Summary", lambda a: a.summary, lambda a: a.summary, width=32),
     ]
 
 

@@ -22,6 +22,11 @@ def styled(value: str, styles: dict[str, str]) -> Text:
     return Text(value, style=styles.get(value, ""))
 
 
+def styled_as(value: str, kind: str, styles: dict[str, str]) -> Text:
+    """``value`` in the style of ``kind`` (e.g. a rule coloured by its severity)."""
+    return Text(value, style=styles.get(kind, ""))
+
+
 class FilterBox(Input):
     """The ``/`` filter: typing narrows the table below it; Escape clears and leaves."""
 

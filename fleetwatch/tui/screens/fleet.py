@@ -19,14 +19,21 @@ from fleetwatch.tui.widgets.table import Column, SnapshotTable
 def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
     units = context.units
     return [
-        Column("vehicle", "Vehicle", lambda v: v.vehicle_id, lambda v: v.vehicle_id),
-        Column("status", "Status", lambda v: styled(v.status, STATUS_STYLE), lambda v: v.status),
+        Column("vehicle", "Vehicle", lambda v: v.vehicle_id, lambda v: v.vehicle_id, width=10),
+        Column(
+            "status",
+            "Status",
+            lambda v: styled(v.status, STATUS_STYLE),
+            lambda v: v.status,
+            width=9,
+        ),
         Column(
             "speed",
             "Speed",
             lambda v: _speed_cell(v, units),
             lambda v: v.speed_kmh,
             export=lambda v: round(fmt.speed_value(v.speed_kmh, units), 1),
+            width=9,
         ),
         Column(
             "battery",
@@ -34,12 +41,14 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
             _battery_cell,
             lambda v: v.battery_pct,
             export=lambda v: round(v.battery_pct, 1),
+            width=12,
         ),
         Column(
             "autopilot",
             "Autopilot",
             lambda v: Text("on", style="green") if v.autopilot else Text("off", style="yellow"),
             lambda v: v.autopilot,
+            width=9,
         ),
         Column(
             "last_seen",
@@ -47,12 +56,14 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
             lambda v: fmt.age(v.last_seen, context.now),
             lambda v: -v.last_seen.timestamp(),
             export=lambda v: v.last_seen.isoformat(),
+            width=9,
         ),
         Column(
             "alerts",
             "Alerts",
             lambda v: Text(str(v.open_alerts), style="bold red") if v.open_alerts else Text("0"),
             lambda v: v.open_alerts,
+            width=6,
         ),
         Column(
             "kmpi",
@@ -64,8 +75,9 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
                 if v.km_per_intervention is None
                 else round(fmt.distance_value(v.km_per_intervention, units), 2)
             ),
+            width=11,
         ),
-        Column("city", "City", lambda v: v.city, lambda v: v.city),
+        Column("city", "City", lambda v: v.city, lambda v: v.city, width=16),
     ]
 
 

@@ -27,20 +27,23 @@ def intervention_columns(context: RenderContext) -> list[Column[DrivingEventRow]
             lambda e: fmt.stamp(e.time),
             lambda e: e.time,
             export=lambda e: e.time.isoformat(),
+            width=14,
         ),
-        Column("vehicle", "Vehicle", lambda e: e.vehicle_id, lambda e: e.vehicle_id),
+        Column("vehicle", "Vehicle", lambda e: e.vehicle_id, lambda e: e.vehicle_id, width=9),
         Column(
             "type",
             "Event",
             lambda e: Text(e.type, style="bold red" if e.type == "intervention" else "bold yellow"),
             lambda e: e.type,
+            width=13,
         ),
-        Column("cause", "Cause", lambda e: e.cause or "-", lambda e: e.cause),
+        Column("cause", "Cause", lambda e: e.cause or "-", lambda e: e.cause, width=20),
         Column(
             "place",
             "Place",
             lambda e: f"{e.lat:.4f}, {e.lon:.4f}",
             lambda e: (e.lat, e.lon),
+            width=20,
         ),
         Column(
             "speed",
@@ -48,12 +51,14 @@ def intervention_columns(context: RenderContext) -> list[Column[DrivingEventRow]
             lambda e: Text(fmt.speed(e.speed_kmh, context.units), justify="right"),
             lambda e: e.speed_kmh,
             export=lambda e: round(fmt.speed_value(e.speed_kmh, context.units), 1),
+            width=9,
         ),
         Column(
             "autopilot",
             "Autopilot",
             lambda e: "on" if e.autopilot else "off",
             lambda e: e.autopilot,
+            width=9,
         ),
     ]
 

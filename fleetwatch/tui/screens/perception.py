@@ -25,15 +25,17 @@ def near_miss_columns() -> list[Column[NearMiss]]:
             lambda n: fmt.stamp(n.time),
             lambda n: n.time,
             export=lambda n: n.time.isoformat(),
+            width=14,
         ),
-        Column("vehicle", "Vehicle", lambda n: n.vehicle_id, lambda n: n.vehicle_id),
-        Column("class", "Object", lambda n: n.object_class, lambda n: n.object_class),
+        Column("vehicle", "Vehicle", lambda n: n.vehicle_id, lambda n: n.vehicle_id, width=9),
+        Column("class", "Object", lambda n: n.object_class, lambda n: n.object_class, width=10),
         Column(
             "distance",
             "Distance",
             lambda n: Text(f"{n.distance_m:.1f} m", justify="right"),
             lambda n: n.distance_m,
             export=lambda n: round(n.distance_m, 2),
+            width=9,
         ),
         Column(
             "closing",
@@ -41,6 +43,7 @@ def near_miss_columns() -> list[Column[NearMiss]]:
             lambda n: Text(f"{n.closing_speed_mps:.1f} m/s", justify="right"),
             lambda n: n.closing_speed_mps,
             export=lambda n: round(n.closing_speed_mps, 2),
+            width=10,
         ),
         Column(
             "ttc",
@@ -50,6 +53,7 @@ def near_miss_columns() -> list[Column[NearMiss]]:
             ),
             lambda n: n.ttc_s,
             export=lambda n: round(n.ttc_s, 3),
+            width=7,
         ),
     ]
 

@@ -17,6 +17,7 @@ from fleetwatch.tui.screens.common import (
     STATUS_STYLE,
     View,
     styled,
+    styled_as,
 )
 from fleetwatch.tui.snapshots import (
     AlertRow,
@@ -44,14 +45,16 @@ def event_columns(context: RenderContext) -> list[Column[DrivingEventRow]]:
             lambda e: fmt.clock(e.time),
             lambda e: e.time,
             export=lambda e: e.time.isoformat(),
+            width=8,
         ),
-        Column("type", "Event", lambda e: _event_type(e.type), lambda e: e.type),
-        Column("cause", "Cause", lambda e: e.cause or "-", lambda e: e.cause),
+        Column("type", "Event", lambda e: _event_type(e.type), lambda e: e.type, width=13),
+        Column("cause", "Cause", lambda e: e.cause or "-", lambda e: e.cause, width=16),
         Column(
             "speed",
             "Speed",
             lambda e: fmt.speed(e.speed_kmh, context.units),
             lambda e: e.speed_kmh,
+            width=8,
         ),
     ]
 
@@ -63,15 +66,18 @@ def _event_type(kind: str) -> Text:
 
 def vehicle_alert_columns() -> list[Column[AlertRow]]:
     return [
-        Column("rule", "Rule", lambda a: a.rule, lambda a: a.rule),
-        Column("state", "State", lambda a: styled(a.state, STATE_STYLE), lambda a: a.state),
+        # The rule is coloured by severity; the alerts view has the full detail.
         Column(
-            "severity",
-            "Sev.",
-            lambda a: styled(a.severity, SEVERITY_STYLE),
-            lambda a: a.severity,
+            "rule",
+            "Rule",
+            lambda a: styled_as(a.rule, a.severity, SEVERITY_STYLE),
+            lambda a: a.rule,
+            width=14,
         ),
-        Column("last", "Last", lambda a: fmt.clock(a.last_seen), lambda a: a.last_seen),
+        Column(
+            "state", "State", lambda a: styled(a.state, STATE_STYLE), lambda a: a.state, width=8
+        ),
+        Column("last", "Last", lambda a: fmt.clock(a.last_seen), lambda a: a.last_seen, width=8),
     ]
 
 

@@ -7,6 +7,7 @@ labelled with clock times, which keeps the output deterministic.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,7 @@ from typing import Any
 
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
+from textual_plotext.plot import Plot
 
 from fleetwatch.tui.snapshots import HistogramBin
 
@@ -71,8 +73,10 @@ class Chart(PlotextPlot):
         self.refresh()
 
     def render(self) -> RenderResult:
+        # A fresh figure per frame: plotext figures keep state between draws (tick
+        # choices among others), which made the same data draw differently.
+        self._plot = Plot()
         plt = self.plt
-        plt.clear_figure()
         plt.title(self.chart_title)
         if self._data is None or not self.draw(self._data):
             plt.xticks([])
@@ -187,7 +191,26 @@ class BarChart(Chart):
                 width=data.width,
                 marker="sd",
             )
+        self._label_ticks(plt, labels, data.horizontal)
         return True
+
+    def _label_ticks(self, plt: Any, labels: list[str], horizontal: bool) -> None:
+        """Choose which bar labels to show ourselves: plotext's own choice varies from one
+        process to the next, which made identical data draw differently."""
+        count = len(labels)
+        if horizontal:
+            room = max(1, self.size.height - 4)
+            step = math.ceil(count / room)
+        else:
+            widest = max(len(label) for label in labels) + 2
+            room = max(1, (self.size.width - 8) // widest)
+            step = math.ceil(count / room)
+        positions = list(range(1, count + 1))[::step]
+        shown = labels[::step]
+        if horizontal:
+            plt.yticks(positions, shown)
+        else:
+            plt.xticks(positions, shown)
 
 
 def histogram_data(bins: Sequence[HistogramBin], unit: str, color: str) -> BarData:
