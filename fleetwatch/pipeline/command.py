@@ -193,8 +193,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with _stop_on_signals(stopper):
         worker.start()
         next_status = time.monotonic() + every
+        told = False
         while worker.is_alive():
             worker.join(timeout=min(0.25, every))
+            if stopper.event.is_set() and not told and not failure:
+                told = True
+                print(f"{PROG}: stopping after the current batch", flush=True)
             stats = ingestor.stats()
             if idle_limit is not None and stats.idle_s >= idle_limit and stats.state == "running":
                 stopper.event.set()

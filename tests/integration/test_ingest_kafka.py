@@ -264,3 +264,21 @@ def test_unreachable_broker_is_one_sentence(db_dsn: str, env: dict[str, str]) ->
     assert result.returncode == 1
     assert "cannot reach the Kafka broker at 127.0.0.1:1" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_broker_is_a_state_of_the_loop_not_a_crash(db_dsn: str) -> None:
+    from ingest_helpers import Running
+
+    from fleetwatch.pipeline.ingest import Ingestor, IngestParams
+    from fleetwatch.store.db import connect
+    from fleetwatch.transport.kafka import KafkaConsumer
+
+    ingestor = Ingestor(
+        IngestParams(group="fwtest-down"),
+        KafkaConsumer("127.0.0.1:1", "fwtest-down"),
+        lambda: connect(db_dsn),
+    )
+    with Running(ingestor) as running:
+        wait_until(lambda: running.stats().state == "broker-down", 60, "state broker-down")
+        assert running.stats().last_error
+    assert running.stats().state == "stopped"
