@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient
 from ingest_helpers import (
+    Running,
     malformed_corpus,
     produce,
     rejects,
@@ -32,7 +33,9 @@ from ingest_helpers import (
 )
 
 from fleetwatch.model import TOPICS, Message, Telemetry
-from fleetwatch.transport.kafka import KafkaProducer, ensure_topics
+from fleetwatch.pipeline.ingest import Ingestor, IngestParams
+from fleetwatch.store.db import connect
+from fleetwatch.transport.kafka import KafkaConsumer, KafkaProducer, ensure_topics
 
 PARTITIONS = 6
 
@@ -267,12 +270,6 @@ def test_unreachable_broker_is_one_sentence(db_dsn: str, env: dict[str, str]) ->
 
 
 def test_an_unreachable_broker_is_a_state_of_the_loop_not_a_crash(db_dsn: str) -> None:
-    from ingest_helpers import Running
-
-    from fleetwatch.pipeline.ingest import Ingestor, IngestParams
-    from fleetwatch.store.db import connect
-    from fleetwatch.transport.kafka import KafkaConsumer
-
     ingestor = Ingestor(
         IngestParams(group="fwtest-down"),
         KafkaConsumer("127.0.0.1:1", "fwtest-down"),
