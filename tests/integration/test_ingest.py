@@ -248,7 +248,8 @@ def test_two_consumers_owning_the_same_partitions_still_store_everything_once(
 
         wait_until(all_stored, 120, "every partition's offset at its end")
         wait_until(lambda: one.stats().lag == 0 and two.stats().lag == 0, 60, "both caught up")
-    assert one.stats().stored > 0 and two.stats().stored > 0
+    # Between them they committed every event once (either may have won every race).
+    assert one.stats().stored + two.stats().stored == len(messages)
     with connect(db_dsn) as conn:
         assert stored_event_ids(conn) == Counter(str(m.event_id) for m in messages)
 

@@ -120,6 +120,13 @@ def more_than(dsn: str, count: int) -> bool:
     return stored_count(dsn) > count
 
 
+def members_with_partitions(bootstrap: str, group: str, count: int) -> bool:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    owning = [m for m in description.members if m.assignment.topic_partitions]
+    return len(owning) >= count
+
+
 def consumed_of(stdout: str) -> int:
     match = re.search(r"done: consumed ([\d,]+) messages", stdout)
     assert match, stdout
@@ -171,10 +178,14 @@ def test_two_ingestors_in_one_group_share_the_work(
     ]
     send(kafka_bootstrap, chunks[0], prefix)
     first = ingest(
-        kafka_bootstrap, db_dsn, prefix, env, "--stop-when-idle", "8", "--batch-max", "500"
+        kafka_bootstrap, db_dsn, prefix, env, "--stop-when-idle", "15", "--batch-max", "500"
     )
     second = ingest(
-        kafka_bootstrap, db_dsn, prefix, env, "--stop-when-idle", "8", "--batch-max", "500"
+        kafka_bootstrap, db_dsn, prefix, env, "--stop-when-idle", "15", "--batch-max", "500"
+    )
+    # The rest of the stream goes out once both members hold partitions.
+    wait_until(
+        partial(members_with_partitions, kafka_bootstrap, f"{prefix}group", 2), 60, "2 members"
     )
     for chunk in chunks[1:]:
         # Pace the stream so the group rebalances while data is still arriving.
