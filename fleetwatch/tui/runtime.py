@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+import psycopg
 
 from fleetwatch.config import Settings
 from fleetwatch.tui.database import DatabaseSource
@@ -45,6 +49,14 @@ class AppServices:
         self._backfill: _Backfill | None = None
         self._sim_error: str | None = None
         self._database: DatabaseState = "starting"
+        # The in-process broker starts empty at offset 0 every run, so its consumer group
+        # must not resume from offsets a previous run stored: it gets a group of its own
+        # (removed again on stop). With Kafka the configured group resumes as it should.
+        if settings.kafka.bootstrap is None:
+            suffix = uuid.uuid4().hex[:12]
+            self._group = f"{settings.ingest.group}-inprocess-{suffix}"
+        else:
+            self._group = settings.ingest.group
         self._database_detail = ""
 
     @property
@@ -108,7 +120,7 @@ class AppServices:
     def _open_transport(self) -> None:
         settings = self.settings
         bootstrap = settings.kafka.bootstrap
-        group = settings.ingest.group
+        group = self._group
         if bootstrap is None:
             from fleetwatch.transport.local import LocalBroker
 
@@ -139,8 +151,9 @@ class AppServices:
         from fleetwatch.store.db import connect
 
         settings = self.settings
+        params = replace(IngestParams.from_settings(settings.ingest), group=self._group)
         self._ingestor = Ingestor(
-            IngestParams.from_settings(settings.ingest),
+            params,
             self._consumer,
             lambda: connect(dsn),
             AlertEngine(settings.rules),
@@ -243,6 +256,17 @@ class AppServices:
 
     # ------------------------------------------------------------------ stop
 
+    def _forget_offsets(self, dsn: str) -> None:
+        """Drop this run's in-process offsets: no later run can resume from them."""
+        from fleetwatch.store.db import DatabaseUnavailable, connect
+
+        try:
+            with connect(dsn) as conn:
+                conn.execute("DELETE FROM ingest_offsets WHERE consumer_group = %s", (self._group,))
+                conn.commit()
+        except (DatabaseUnavailable, psycopg.Error):
+            log.warning("could not remove the offsets of %s", self._group, exc_info=True)
+
     def stop(self) -> None:
         """Stop the simulator and ingestor (the batch in hand is committed), close the
         transport and leave the embedded database. Safe to call twice."""
@@ -261,6 +285,8 @@ class AppServices:
                 except Exception:
                     log.exception("closing the transport failed")
         self._consumer = self._producer = None
+        if self.settings.kafka.bootstrap is None and self.dsn is not None:
+            self._forget_offsets(self.dsn)
         if self._embedded is not None:
             try:
                 self._embedded.stop()

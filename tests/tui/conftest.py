@@ -30,12 +30,16 @@ AppFactory = Callable[..., FleetwatchApp]
 @pytest.fixture
 def make_app(tmp_path: Path) -> AppFactory:
     def build(source: FixedSource | None = None, **kwargs: Any) -> FleetwatchApp:
-        kwargs.setdefault("status", FixedStatus())
+        starting = kwargs.get("services") is not None
+        if not starting:
+            kwargs.setdefault("status", FixedStatus())
         kwargs.setdefault("clock", fixed_clock)
         kwargs.setdefault("export_dir", tmp_path / "exports")
         kwargs.setdefault("user", "tester")
         kwargs.setdefault("animate", False)
         settings = kwargs.pop("settings", None) or quiet_settings()
+        if starting:
+            return create_app(settings, **kwargs)
         return create_app(settings, source=source or FixedSource(), **kwargs)
 
     return build

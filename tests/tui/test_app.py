@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -16,10 +17,11 @@ from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.screens.alerts import AlertsPane
 from fleetwatch.tui.screens.modals import DurationModal, HelpScreen
 from fleetwatch.tui.snapshots import AlertRow, VehicleRow
+from fleetwatch.tui.source import SourceUnavailable
 from fleetwatch.tui.widgets.bars import StatusBar
 from fleetwatch.tui.widgets.table import SnapshotTable
 from tests.tui.conftest import SIZE, AppFactory, rendered, wait_for
-from tests.tui.sample import FIXED_NOW, FixedSource
+from tests.tui.sample import FIXED_NOW, FixedSource, FixedStatus
 
 Scenario = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
 
@@ -336,3 +338,58 @@ def test_bindings_can_be_remapped_by_id(make_app: AppFactory) -> None:
         await wait_for(pilot, lambda: app.window == "6h")
 
     drive(make_app(), scenario)
+
+
+class GatedServices:
+    """Services that report start-up steps and wait for the test to let them finish."""
+
+    def __init__(self, source: FixedSource, fail: str | None = None) -> None:
+        self.source = source
+        self.fail = fail
+        self.release = threading.Event()
+        self.stopped = False
+
+    def start(self, progress: Callable[[str, float | None], None]) -> tuple[FixedSource, Any]:
+        progress("starting the embedded database", None)
+        progress("migrating the schema", 0.5)
+        self.release.wait(30)
+        if self.fail:
+            raise SourceUnavailable(self.fail)
+        return self.source, FixedStatus()
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_start_up_shows_progress_then_the_fleet(make_app: AppFactory) -> None:
+    services = GatedServices(FixedSource())
+    app = make_app(services=services)
+
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            step = app.query_one("#startup-step", Static)
+            await wait_for(pilot, lambda: "migrating the schema" in str(step.render()))
+            assert app.query_one("#startup").display
+            assert not app.query_one("#tabs").display
+            services.release.set()
+            await wait_for(pilot, rendered(app, "fleet"))
+            assert not app.query_one("#startup").display
+            assert table(app, "fleet").shown_rows
+
+    asyncio.run(main())
+
+
+def test_start_up_failure_is_one_sentence_on_screen(make_app: AppFactory) -> None:
+    services = GatedServices(FixedSource(), fail="cannot create the database directory /x.")
+    services.release.set()
+    app = make_app(services=services)
+
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            step = app.query_one("#startup-step", Static)
+            await wait_for(pilot, lambda: "cannot create the database" in str(step.render()))
+            assert "Press q to quit" in str(step.render())
+            await pilot.press("q")
+
+    asyncio.run(main())
+    assert app.return_code == 0

@@ -30,11 +30,6 @@ def styled_as(value: str, kind: str, styles: dict[str, str]) -> Text:
 class FilterBox(Input):
     """The ``/`` filter: typing narrows the table below it; Escape clears and leaves."""
 
-    DEFAULT_CSS = """
-    FilterBox { display: none; height: 1; border: none; padding: 0 1; margin: 0; }
-    FilterBox.-open { display: block; }
-    """
-
     def open(self) -> None:
         self.add_class("-open")
         self.focus()

@@ -156,11 +156,12 @@ class VehicleDetail(View):
         text.append("  battery ", style="dim")
         text.append(f"{vehicle.battery_pct:.0f} %", style="bold")
         text.append(f" ({fmt.distance(vehicle.range_km, units, digits=0)} range)", style="dim")
-        text.append("  autopilot ", style="dim")
+        text.append("\n ")
+        text.append("autopilot ", style="dim")
         text.append(
             "on" if vehicle.autopilot else "off", style="green" if vehicle.autopilot else "yellow"
         )
-        text.append("\n ")
+        text.append("  ")
         text.append(vehicle.city or "-")
         text.append(f"  {vehicle.lat:.4f}, {vehicle.lon:.4f}", style="dim")
         text.append("  odometer ", style="dim")

@@ -185,12 +185,22 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         return Text.assemble(column.label, (f" {arrow}", "bold"))
 
     def _refresh_headers(self) -> None:
+        """Relabel changed headers (sort arrow, units). Only columns without a fixed width
+        are re-measured, and only when a label changed: re-measuring means every cell."""
+        changed = False
+        remeasure = False
         for column in self.spec:
             found = self.columns.get(column.key)  # type: ignore[call-overload]
-            if found is not None:
-                found.label = self._header(column)
-        self._require_update_dimensions = True
-        self.refresh()
+            label = self._header(column)
+            if found is not None and found.label != label:
+                found.label = label
+                changed = True
+                remeasure = remeasure or column.width is None
+        if remeasure:
+            self._require_update_dimensions = True
+        if changed:
+            self._update_count += 1
+            self.refresh()
 
     def _matches(self, row: T) -> bool:
         if not self.filter_text:
