@@ -233,7 +233,16 @@ class LocalConsumer:
         # Like Kafka, assignment happens inside poll, on the consuming thread.
         partitions = [(t, p) for t in self._topics for p in range(self._broker.partitions)]
         resume = self._on_assign(partitions) if self._on_assign is not None else {}
-        self._positions = {tp: max(0, int(resume.get(tp, 0))) for tp in partitions}
+        with self._broker._lock:
+            logs = self._broker._logs
+            positions = {}
+            for topic, partition in partitions:
+                log = logs[topic][partition]
+                offset = int(resume.get((topic, partition), 0))
+                # Beyond the end (offsets stored against an earlier, in-memory broker):
+                # start from the earliest record, like Kafka's auto.offset.reset=earliest.
+                positions[(topic, partition)] = offset if 0 <= offset <= log.end else log.base
+        self._positions = positions
         self._assigned = True
 
     def poll_batch(self, max_records: int, timeout_s: float) -> list[Record]:

@@ -268,3 +268,14 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.005)
+
+
+def test_a_resume_offset_beyond_the_end_starts_from_the_earliest_record() -> None:
+    # Offsets stored by an earlier run against another (in-memory) broker.
+    broker = LocalBroker(1)
+    producer = broker.producer()
+    for i in range(3):
+        producer.produce("t", b"k", str(i).encode())
+    consumer = broker.consumer("g")
+    consumer.subscribe(["t"], Callbacks({("t", 0): 5000}).on_assign, Callbacks().on_revoke)
+    assert [v for _, _, _, v in drain(consumer)] == [b"0", b"1", b"2"]
