@@ -12,16 +12,13 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from fleetwatch.config import Settings
+from fleetwatch.signals import Stopper, stop_on_signals
 
 if TYPE_CHECKING:
     from fleetwatch.pipeline.ingest import IngestStats
@@ -79,30 +76,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="PREFIX",
         help="consume PREFIX + the usual topic names (as given to fleetwatch simulate)",
     )
-
-
-class _Stopper:
-    """Turns the first SIGINT/SIGTERM into a clean stop; a second SIGINT interrupts."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.event.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.event.set()
-
-
-@contextmanager
-def _stop_on_signals(stopper: _Stopper) -> Iterator[None]:
-    previous = {
-        signum: signal.signal(signum, stopper.handle) for signum in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _fail(sentence: str, code: int = 2) -> int:
@@ -177,7 +150,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         lambda: connect(dsn),
         AlertEngine(settings.rules),
     )
-    stopper = _Stopper()
+    stopper = Stopper()
     failure: list[BaseException] = []
 
     def work() -> None:
@@ -190,7 +163,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # A daemon, so that a second Ctrl-C ends the process even in the middle of a batch.
     worker = threading.Thread(target=work, name="ingest", daemon=True)
     every = settings.ingest.status_every_s
-    with _stop_on_signals(stopper):
+    with stop_on_signals(stopper):
         worker.start()
         next_status = time.monotonic() + every
         told = False

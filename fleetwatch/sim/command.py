@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from fleetwatch.config import Settings
 from fleetwatch.model import DRIVING_TOPIC, PERCEPTION_TOPIC, TELEMETRY_TOPIC, TOPICS
+from fleetwatch.signals import Stopper, stop_on_signals
 from fleetwatch.sim.fleet import Fleet
 from fleetwatch.sim.runner import Mode, Progress, SystemClock
 from fleetwatch.sim.runner import run as run_fleet
@@ -122,30 +118,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class _Stopper:
-    """Turns the first SIGINT/SIGTERM into a clean stop; a second SIGINT interrupts."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.event.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.event.set()
-
-
-@contextmanager
-def _stop_on_signals(stopper: _Stopper) -> Iterator[None]:
-    previous = {
-        signum: signal.signal(signum, stopper.handle) for signum in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def _counts_line(counts: dict[str, int]) -> str:
     return (
         f"{counts[TELEMETRY_TOPIC]:,} telemetry, {counts[PERCEPTION_TOPIC]:,} perception, "
@@ -192,8 +164,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     # From here on, Ctrl-C or SIGTERM asks for a clean stop: whatever was produced is
     # flushed and the command exits 0 (a second Ctrl-C interrupts at once).
-    stopper = _Stopper()
-    with _stop_on_signals(stopper):
+    stopper = Stopper()
+    with stop_on_signals(stopper):
         try:
             ensure_topics(
                 bootstrap, topics, settings.kafka.partitions, settings.kafka.client, timeout_s=10.0
@@ -218,7 +190,7 @@ def _produce(
     args: argparse.Namespace,
     settings: Settings,
     producer: KafkaProducer,
-    stopper: _Stopper,
+    stopper: Stopper,
     mode: Mode,
     start: datetime,
     plan: str,
