@@ -121,9 +121,30 @@ def first_frame(data_dir: Path) -> float:
     return elapsed[0]
 
 
+def _timed(owner: Any, name: str, into: dict[str, list[float]], label: Callable[..., str]) -> None:
+    """Wrap ``owner.name`` to record how long each call takes, grouped by ``label(args)``."""
+    original = getattr(owner, name)
+
+    def wrapper(self: Any, *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(self, *args)
+        finally:
+            ms = (time.perf_counter() - started) * 1000
+            into.setdefault(label(*args), []).append(ms)
+
+    setattr(owner, name, wrapper)
+
+
 def live_fleet(data_dir: Path, vehicles: int, keys: int) -> dict[str, Any]:
-    from fleetwatch.tui.app import create_app
+    from fleetwatch.tui.app import FleetwatchApp, create_app
+    from fleetwatch.tui.database import DatabaseSource
     from fleetwatch.tui.runtime import AppServices
+
+    fetch_ms: dict[str, list[float]] = {}
+    render_ms: dict[str, list[float]] = {}
+    _timed(DatabaseSource, "fetch", fetch_ms, lambda request: request.view)
+    _timed(FleetwatchApp, "_render_snapshot", render_ms, lambda snapshot: snapshot.request.view)
 
     settings = settings_for(data_dir, vehicles, 0.0)
     services = AppServices(settings)
@@ -174,6 +195,8 @@ def live_fleet(data_dir: Path, vehicles: int, keys: int) -> dict[str, Any]:
                     )
                     units_ms.append((time.perf_counter() - started) * 1000)
             result["view_ms"] = view_ms
+            result["fetch_ms"] = fetch_ms
+            result["render_ms"] = render_ms
             result["units_ms"] = units_ms
             result["lag_after"] = app.status.consumer_lag if app.status else None
 
@@ -235,6 +258,12 @@ def main() -> None:
         print(f"key -> view switch on screen while ingesting: {summary(live['view_ms'])}")
         print(f"key -> units redraw on screen while ingesting: {summary(live['units_ms'])}")
         print(f"  lag after the key test: {live['lag_after']}")
+        for view, values in sorted(live["fetch_ms"].items()):
+            rendered = live["render_ms"].get(view, [0.0])
+            print(
+                f"  {view:>13}: queries {summary(values)}; "
+                f"render {summary(rendered)} (UI thread)"
+            )
 
 
 if __name__ == "__main__":

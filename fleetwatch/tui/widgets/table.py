@@ -6,13 +6,14 @@ filtering happen here, on those objects, so the cursor stays on the same row key
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
 from textual.binding import Binding, BindingType
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
@@ -276,6 +277,20 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         current = [row_key.value for row_key in self._row_order()]
         if current != keys:
             self._reorder(keys)
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        """DataTable measures every cell of new rows to size auto-width columns; with
+        every column at a fixed width (and one-line rows) only the virtual size is
+        needed, which saves a few hundred milliseconds per 1,000 new rows.
+        (Overrides a DataTable internal; Textual is pinned exactly.)"""
+        if any(column.width is None for column in self.spec):
+            super()._update_dimensions(new_rows)
+            return
+        width = sum(column.get_render_width(self) for column in self.columns.values())
+        header_height = self.header_height if self.show_header else 0
+        self.virtual_size = Size(
+            width + self._row_label_column_width, self._total_row_height + header_height
+        )
 
     def _row_order(self) -> list[RowKey]:
         return [self._row_locations.get_key(index) for index in range(self.row_count)]  # type: ignore[misc]
