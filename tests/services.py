@@ -73,6 +73,14 @@ class Settings:
     kafka_port: int
     kafka_controller_port: int
     pg_bindir: Path
+    home: Path | None = None
+    """Where the servers' data, logs and pid files live (default: ``cache``). The builds
+    (TimescaleDB, the Kafka jars) always come from ``cache``, so a second, private pair of
+    servers can run from a temporary directory on other ports."""
+
+    @property
+    def state_root(self) -> Path:
+        return self.home if self.home is not None else self.cache
 
     @property
     def pg_dsn(self) -> str:
@@ -85,7 +93,7 @@ class Settings:
     # PostgreSQL
     @property
     def pg_root(self) -> Path:
-        return self.cache / "pg"
+        return self.state_root / "pg"
 
     @property
     def pg_data(self) -> Path:
@@ -101,7 +109,7 @@ class Settings:
 
     @property
     def pg_token_file(self) -> Path:
-        return self.cache / "pg-token"
+        return self.state_root / "pg-token"
 
     # TimescaleDB
     @property
@@ -115,6 +123,7 @@ class Settings:
     # Kafka
     @property
     def kafka_root(self) -> Path:
+        """The fetched jars and Maven's files."""
         return self.cache / "kafka"
 
     @property
@@ -122,24 +131,33 @@ class Settings:
         return self.kafka_root / f"libs-{KAFKA_VERSION}"
 
     @property
+    def kafka_home(self) -> Path:
+        """The broker's configuration, data, log and pid file."""
+        return self.state_root / "kafka"
+
+    @property
     def kafka_data(self) -> Path:
-        return self.kafka_root / "data"
+        return self.kafka_home / "data"
 
     @property
     def kafka_properties(self) -> Path:
-        return self.kafka_root / "server.properties"
+        return self.kafka_home / "server.properties"
+
+    @property
+    def kafka_log4j_properties(self) -> Path:
+        return self.kafka_home / "log4j2.properties"
 
     @property
     def kafka_pid_file(self) -> Path:
-        return self.kafka_root / "kafka.pid"
+        return self.kafka_home / "kafka.pid"
 
     @property
     def kafka_log(self) -> Path:
-        return self.kafka_root / "kafka.log"
+        return self.kafka_home / "kafka.log"
 
     @property
     def kafka_cluster_id_file(self) -> Path:
-        return self.kafka_root / "cluster-id"
+        return self.kafka_home / "cluster-id"
 
 
 def settings() -> Settings:
@@ -246,8 +264,8 @@ def _foreign(port: int, variable: str) -> ServiceError:
 @contextlib.contextmanager
 def _locked(s: Settings) -> Iterator[None]:
     """Serialise up/down between concurrent callers (several test runs, several shells)."""
-    s.cache.mkdir(parents=True, exist_ok=True)
-    with (s.cache / "services.lock").open("w") as f:
+    s.state_root.mkdir(parents=True, exist_ok=True)
+    with (s.state_root / "services.lock").open("w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -633,11 +651,12 @@ def _start_pg_process(s: Settings) -> None:
     )
 
 
-def stop_pg(s: Settings) -> None:
+def stop_pg(s: Settings, mode: Literal["smart", "fast", "immediate"] = "fast") -> None:
+    """Stop our cluster; ``immediate`` is a crash: the next start recovers from the WAL."""
     if _pg_pid(s) is None:
         return
     _run(
-        [s.pg_bindir / "pg_ctl", "-D", s.pg_data, "-m", "fast", "-w", "-t", "120", "stop"],
+        [s.pg_bindir / "pg_ctl", "-D", s.pg_data, "-m", mode, "-w", "-t", "120", "stop"],
         what="stopping PostgreSQL",
         as_user=_pg_os_user(),
         cwd=s.pg_root,
@@ -735,7 +754,7 @@ def _write_kafka_config(s: Settings) -> None:
         "num.io.threads=4\n"
         "log.cleaner.dedupe.buffer.size=16777216\n"
     )
-    (s.kafka_root / "log4j2.properties").write_text(
+    s.kafka_log4j_properties.write_text(
         "status = warn\n"
         "appender.out.type = Console\n"
         "appender.out.name = OUT\n"
@@ -797,6 +816,7 @@ def _start_kafka_process(s: Settings) -> int | None:
     for port in (s.kafka_port, s.kafka_controller_port):
         if _port_open(port):
             raise _foreign(port, "FLEETWATCH_DEV_KAFKA_PORT")
+    s.kafka_home.mkdir(parents=True, exist_ok=True)
     _write_kafka_config(s)
     classpath = f"{s.kafka_libs}/*"
     if not (s.kafka_data / "meta.properties").exists():
@@ -822,13 +842,13 @@ def _start_kafka_process(s: Settings) -> int | None:
         proc = subprocess.Popen(
             [
                 *_kafka_java(),
-                f"-Dlog4j2.configurationFile={s.kafka_root / 'log4j2.properties'}",
+                f"-Dlog4j2.configurationFile={s.kafka_log4j_properties}",
                 "-cp",
                 classpath,
                 "kafka.Kafka",
                 str(s.kafka_properties),
             ],
-            cwd=s.kafka_root,
+            cwd=s.kafka_home,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -848,13 +868,25 @@ def _wait_kafka(s: Settings) -> None:
     _wait_for(lambda: _kafka_cluster_seen(s) is not None, START_TIMEOUT_S, "Kafka answering", alive)
     if _kafka_cluster_seen(s) != _kafka_cluster_id(s):
         raise ServiceError(
-            f"the broker on {s.kafka_bootstrap} reports another cluster id than {s.kafka_root}"
+            f"the broker on {s.kafka_bootstrap} reports another cluster id than {s.kafka_home}"
         )
 
 
-def stop_kafka(s: Settings) -> None:
+def start_kafka(s: Settings) -> None:
+    """Start our broker unless it runs (on its existing log dir), and wait until it answers."""
+    _start_kafka_process(s)
+    _wait_kafka(s)
+
+
+def stop_kafka(s: Settings, *, kill: bool = False) -> None:
+    """Stop our broker: a controlled shutdown, or with ``kill`` a SIGKILL (a crash)."""
     pid = _kafka_pid(s)
     if pid is None:
+        return
+    if kill:
+        os.kill(pid, signal.SIGKILL)
+        _wait_for(lambda: _kafka_pid(s) is None, 10, "Kafka kill")
+        s.kafka_pid_file.unlink(missing_ok=True)
         return
     os.kill(pid, signal.SIGTERM)  # controlled shutdown
     try:
@@ -877,22 +909,48 @@ def is_built(s: Settings | None = None) -> bool:
         return False
 
 
+def _refuse_foreign(s: Settings) -> None:
+    if _pg_pid(s) is None and _port_open(s.pg_port):
+        raise _foreign(s.pg_port, "FLEETWATCH_DEV_PG_PORT")
+    for port in (s.kafka_port, s.kafka_controller_port):
+        if _kafka_pid(s) is None and _port_open(port):
+            raise _foreign(port, "FLEETWATCH_DEV_KAFKA_PORT")
+
+
+def _start_both(s: Settings) -> None:
+    _start_kafka_process(s)  # the JVM warms up while PostgreSQL starts
+    start_pg(s)
+    _wait_kafka(s)
+
+
 def up(s: Settings | None = None, *, build: bool = True) -> Settings:
     """Build what is missing, start both servers and wait until both answer."""
     s = s or settings()
     with _locked(s):
-        # refuse foreign servers before spending a minute on building
-        if _pg_pid(s) is None and _port_open(s.pg_port):
-            raise _foreign(s.pg_port, "FLEETWATCH_DEV_PG_PORT")
-        for port in (s.kafka_port, s.kafka_controller_port):
-            if _kafka_pid(s) is None and _port_open(port):
-                raise _foreign(port, "FLEETWATCH_DEV_KAFKA_PORT")
+        _refuse_foreign(s)  # before spending a minute on building
         ensure_timescaledb(s, build=build)
         ensure_kafka_jars(s, fetch=build)
-        _start_kafka_process(s)  # the JVM warms up while PostgreSQL starts
-        start_pg(s)
-        _wait_kafka(s)
+        _start_both(s)
     return s
+
+
+def start_private(s: Settings) -> None:
+    """Start a second pair of servers (``s.home`` set, other ports) from the builds that are
+    already installed, and wait until both answer; stop them with :func:`down`.
+
+    Nothing is built or fetched, and the installed TimescaleDB is used as it is (whoever
+    installed it), so tests can restart and crash these servers without touching the
+    shared ones.
+    """
+    if s.home is None or s.home == s.cache:
+        raise ServiceError("a private pair of servers needs its own home directory")
+    control = _pg_install(s).sharedir / "extension" / "timescaledb.control"
+    if not control.exists():
+        raise ServiceError("TimescaleDB is not installed; run: python tests/services.py up")
+    with _locked(s):
+        _refuse_foreign(s)
+        ensure_kafka_jars(s, fetch=False)
+        _start_both(s)
 
 
 def down(s: Settings | None = None) -> None:
