@@ -3,11 +3,12 @@
 The writer calls :func:`merge` inside the transaction that copies a batch, so the
 rollups are always exactly consistent with the raw rows, on every backend (plain
 PostgreSQL, TimescaleDB Apache or community licence). Each batch is aggregated in
-Python per key, then merged with one ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO
-UPDATE`` per table, its arrays sent as binary parameters (formatting them as text
-costs about as much as the whole server-side merge). Every column merges
-associatively (sums, minima, maxima, and "first"/"last" values chosen by their
-sample time), so a batch may be split or batches applied in any order and the
+Python per key (:func:`aggregate`); the many ``vehicle_minute`` rows are binary
+COPYed into a session-local staging table and merged with one ``INSERT … SELECT …
+ON CONFLICT DO UPDATE`` (binding thousands of array elements as parameters costs
+several times more), the few fleet-wide rows are sent as arrays. Every column
+merges associatively (sums, minima, maxima, and "first"/"last" values chosen by
+their sample time), so a batch may be split or batches applied in any order and the
 result is the same.
 
 Tables (``sql/001_core.sql`` and ``sql/002_rollups.sql``):
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final, Protocol
 
@@ -85,19 +87,72 @@ def _bucket(minute: int) -> datetime:
 
 # --------------------------------------------------------------------------- SQL
 
-VEHICLE_MINUTE_MERGE_SQL: Final = """
-INSERT INTO vehicle_minute (
-    bucket, vehicle_id, samples, autopilot_samples, moving_samples, over_limit_samples,
-    odometer_first, odometer_last, distance_km, autonomous_km, speed_sum_kmh, speed_max_kmh,
-    speed_limit_max_kmh, battery_min_pct, battery_max_pct,
-    first_time, last_time, first_step_km, first_autonomous_step_km,
-    battery_last_pct, lat_last, lon_last, speed_last_kmh, autopilot_last)
-SELECT * FROM unnest(
-    %b::timestamptz[], %b::text[], %b::int[], %b::int[], %b::int[], %b::int[],
-    %b::float8[], %b::float8[], %b::float8[], %b::float8[], %b::float8[], %b::real[],
-    %b::real[], %b::real[], %b::real[],
-    %b::timestamptz[], %b::timestamptz[], %b::float8[], %b::float8[],
-    %b::real[], %b::float8[], %b::float8[], %b::real[], %b::bool[])
+VEHICLE_MINUTE_COLUMNS: Final = (
+    "bucket",
+    "vehicle_id",
+    "samples",
+    "autopilot_samples",
+    "moving_samples",
+    "over_limit_samples",
+    "odometer_first",
+    "odometer_last",
+    "distance_km",
+    "autonomous_km",
+    "speed_sum_kmh",
+    "speed_max_kmh",
+    "speed_limit_max_kmh",
+    "battery_min_pct",
+    "battery_max_pct",
+    "first_time",
+    "last_time",
+    "first_step_km",
+    "first_autonomous_step_km",
+    "battery_last_pct",
+    "lat_last",
+    "lon_last",
+    "speed_last_kmh",
+    "autopilot_last",
+)
+"""Columns of the rows :func:`aggregate` returns for ``vehicle_minute``, in order."""
+
+_VEHICLE_MINUTE_TYPES: Final = (
+    "timestamptz",
+    "text",
+    "int4",
+    "int4",
+    "int4",
+    "int4",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "float4",
+    "float4",
+    "float4",
+    "float4",
+    "timestamptz",
+    "timestamptz",
+    "float8",
+    "float8",
+    "float4",
+    "float8",
+    "float8",
+    "float4",
+    "bool",
+)
+
+VEHICLE_MINUTE_STAGE: Final = "fleetwatch_vehicle_minute_stage"
+"""Session-local table the batch's ``vehicle_minute`` rows are COPYed into before merging."""
+
+VEHICLE_MINUTE_STAGE_SQL: Final = f"""
+CREATE TEMP TABLE IF NOT EXISTS {VEHICLE_MINUTE_STAGE}
+    (LIKE vehicle_minute INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+"""
+
+VEHICLE_MINUTE_MERGE_SQL: Final = f"""
+INSERT INTO vehicle_minute ({", ".join(VEHICLE_MINUTE_COLUMNS)})
+SELECT {", ".join(VEHICLE_MINUTE_COLUMNS)} FROM {VEHICLE_MINUTE_STAGE}
 ORDER BY 2, 1
 ON CONFLICT (vehicle_id, bucket) DO UPDATE SET
     samples = vehicle_minute.samples + EXCLUDED.samples,
@@ -274,59 +329,73 @@ class _VehicleMinute:
             self.autopilot_last = autopilot
 
 
-def _vehicle_minute_params(minutes: dict[tuple[str, int], _VehicleMinute]) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(24)]
+def _vehicle_minute_rows(minutes: dict[tuple[str, int], _VehicleMinute]) -> list[tuple[Any, ...]]:
+    """``vehicle_minute`` rows in key order, columns as :data:`VEHICLE_MINUTE_COLUMNS`."""
+    rows = []
     for (vehicle_id, minute), m in sorted(minutes.items()):
-        # Binary parameters need one Python type per array: floats stay floats.
-        values = (
-            _bucket(minute),
-            vehicle_id,
-            m.samples,
-            m.autopilot_samples,
-            m.moving,
-            m.over_limit,
-            float(m.odometer_first),
-            float(m.odometer_last),
-            float(m.distance_km),
-            float(m.autonomous_km),
-            float(m.speed_sum),
-            float(m.speed_max),
-            float(m.limit_max),
-            float(m.battery_min),
-            float(m.battery_max),
-            m.first_time,
-            m.last_time,
-            float(m.first_step),
-            float(m.first_autonomous_step),
-            float(m.battery_last),
-            float(m.lat_last),
-            float(m.lon_last),
-            float(m.speed_last),
-            bool(m.autopilot_last),
+        rows.append(
+            (
+                _bucket(minute),
+                vehicle_id,
+                m.samples,
+                m.autopilot_samples,
+                m.moving,
+                m.over_limit,
+                float(m.odometer_first),
+                float(m.odometer_last),
+                float(m.distance_km),
+                float(m.autonomous_km),
+                float(m.speed_sum),
+                float(m.speed_max),
+                float(m.limit_max),
+                float(m.battery_min),
+                float(m.battery_max),
+                m.first_time,
+                m.last_time,
+                float(m.first_step),
+                float(m.first_autonomous_step),
+                float(m.battery_last),
+                float(m.lat_last),
+                float(m.lon_last),
+                float(m.speed_last),
+                bool(m.autopilot_last),
+            )
         )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    return columns
+    return rows
 
 
-def merge(
-    cur: psycopg.Cursor[Any],
+@dataclass(frozen=True, slots=True)
+class Rollups:
+    """One batch aggregated per rollup key, each list in key order.
+
+    ``vehicle_minute`` rows follow :data:`VEHICLE_MINUTE_COLUMNS`; ``fleet_minute`` rows
+    are (bucket, samples, autopilot, moving, distance, autonomous, interventions,
+    disengagements); ``perception_minute`` rows (bucket, object class, events, closing
+    events); ``perception_hist`` rows (bucket, kind, bin, events).
+    """
+
+    vehicle_minute: list[tuple[Any, ...]]
+    fleet_minute: list[tuple[Any, ...]]
+    perception_minute: list[tuple[Any, ...]]
+    perception_hist: list[tuple[Any, ...]]
+
+
+def aggregate(
     telemetry_rows: Sequence[Sequence[Any]],
     perception_rows: Sequence[Sequence[Any]],
     driving_rows: Sequence[Sequence[Any]],
-) -> None:
-    """Merge one batch into the rollups, inside the caller's transaction.
-
-    Rows are the writer's tuples, in the column order of
-    ``fleetwatch.store.writer.TELEMETRY_COLUMNS`` (whose last column, ``step_km``, is
-    the odometer delta since the vehicle's previous sample), ``PERCEPTION_COLUMNS``
-    and ``DRIVING_COLUMNS``.
-    """
+) -> Rollups:
+    """Aggregate one batch of the writer's row tuples per rollup key (no I/O)."""
     vehicle_minutes: dict[tuple[str, int], _VehicleMinute] = {}
     # fleet minute -> [samples, autopilot, moving, distance, autonomous, interv., diseng.]
     fleet: dict[int, list[Any]] = {}
+    # One datetime -> minute conversion per distinct time: a batch has few of them.
+    minute_of: dict[datetime, int] = {}
     for row in telemetry_rows:
-        minute = _minute(row[_T_TIME])
+        time = row[_T_TIME]
+        minute = minute_of.get(time)
+        if minute is None:
+            minute = minute_of[time] = _minute(time)
         key = (row[_T_VEHICLE], minute)
         vm = vehicle_minutes.get(key)
         if vm is None:
@@ -360,7 +429,10 @@ def merge(
     classes: dict[tuple[int, str], list[int]] = {}
     hist: dict[tuple[int, str, int], int] = {}
     for row in perception_rows:
-        minute = _minute(row[_P_TIME])
+        time = row[_P_TIME]
+        minute = minute_of.get(time)
+        if minute is None:
+            minute = minute_of[time] = _minute(time)
         class_key = (minute, row[_P_CLASS])
         counts = classes.get(class_key)
         if counts is None:
@@ -375,39 +447,53 @@ def merge(
             ttc_key = (minute, "ttc", bisect_right(TTC_EDGES_S, distance / closing) - 1)
             hist[ttc_key] = hist.get(ttc_key, 0) + 1
 
-    if vehicle_minutes:
-        cur.execute(VEHICLE_MINUTE_MERGE_SQL, _vehicle_minute_params(vehicle_minutes))
-    if fleet:
-        keys = sorted(fleet)
-        cur.execute(
-            FLEET_MINUTE_MERGE_SQL,
-            [[_bucket(k) for k in keys]]
-            + [[fleet[k][i] for k in keys] for i in (0, 1, 2)]
-            + [[float(fleet[k][i]) for k in keys] for i in (3, 4)]
-            + [[fleet[k][i] for k in keys] for i in (5, 6)],
-        )
-    if classes:
-        class_keys = sorted(classes)
-        cur.execute(
-            PERCEPTION_MINUTE_MERGE_SQL,
-            [
-                [_bucket(m) for m, _ in class_keys],
-                [c for _, c in class_keys],
-                [classes[k][0] for k in class_keys],
-                [classes[k][1] for k in class_keys],
-            ],
-        )
-    if hist:
-        hist_keys = sorted(hist)
-        cur.execute(
-            PERCEPTION_HIST_MERGE_SQL,
-            [
-                [_bucket(m) for m, _, _ in hist_keys],
-                [k for _, k, _ in hist_keys],
-                [b for _, _, b in hist_keys],
-                [hist[k] for k in hist_keys],
-            ],
-        )
+    return Rollups(
+        vehicle_minute=_vehicle_minute_rows(vehicle_minutes),
+        fleet_minute=[
+            (_bucket(k), f[0], f[1], f[2], float(f[3]), float(f[4]), f[5], f[6])
+            for k, f in sorted(fleet.items())
+        ],
+        perception_minute=[(_bucket(m), c, n[0], n[1]) for (m, c), n in sorted(classes.items())],
+        perception_hist=[(_bucket(m), k, b, n) for (m, k, b), n in sorted(hist.items())],
+    )
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+def merge(
+    cur: psycopg.Cursor[Any],
+    telemetry_rows: Sequence[Sequence[Any]],
+    perception_rows: Sequence[Sequence[Any]],
+    driving_rows: Sequence[Sequence[Any]],
+) -> None:
+    """Merge one batch into the rollups, inside the caller's transaction.
+
+    Rows are the writer's tuples, in the column order of
+    ``fleetwatch.store.writer.TELEMETRY_COLUMNS`` (whose last column, ``step_km``, is
+    the odometer delta since the vehicle's previous sample), ``PERCEPTION_COLUMNS``
+    and ``DRIVING_COLUMNS``. The ``vehicle_minute`` rows (the many) go through a
+    session-local staging table by binary COPY; the few fleet-wide rows as arrays.
+    """
+    r = aggregate(telemetry_rows, perception_rows, driving_rows)
+    if r.vehicle_minute:
+        cur.execute(VEHICLE_MINUTE_STAGE_SQL)
+        with cur.copy(
+            f"COPY {VEHICLE_MINUTE_STAGE} ({', '.join(VEHICLE_MINUTE_COLUMNS)})"
+            " FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(list(_VEHICLE_MINUTE_TYPES))
+            write_row = copy.write_row
+            for row in r.vehicle_minute:
+                write_row(row)
+        cur.execute(VEHICLE_MINUTE_MERGE_SQL)
+    if r.fleet_minute:
+        cur.execute(FLEET_MINUTE_MERGE_SQL, _columns(r.fleet_minute, 8))
+    if r.perception_minute:
+        cur.execute(PERCEPTION_MINUTE_MERGE_SQL, _columns(r.perception_minute, 4))
+    if r.perception_hist:
+        cur.execute(PERCEPTION_HIST_MERGE_SQL, _columns(r.perception_hist, 4))
 
 
 # --------------------------------------------------------------------------- retention
