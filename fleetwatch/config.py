@@ -92,6 +92,8 @@ class UiSettings(Section):
     window: Literal["15m", "1h", "6h", "24h", "7d"] = "1h"
     refresh_s: float = Field(1.0, ge=0.2, le=60)
     theme: str = "textual-dark"
+    keys: dict[str, str] = Field(default_factory=dict)
+    """Remapped keys: binding id -> keys, e.g. ``{"window.cycle" = "t"}`` (ids in the help)."""
 
 
 class Settings(Section):

@@ -239,6 +239,8 @@ class FleetwatchApp(App[int]):
             self.animation_level = "none"
         if settings.ui.theme in self.available_themes:
             self.theme = settings.ui.theme
+        if settings.ui.keys:
+            self.set_keymap(settings.ui.keys)
 
     # ------------------------------------------------------------------ layout
 
@@ -655,11 +657,11 @@ class FleetwatchApp(App[int]):
             return self.view == "vehicle" or isinstance(self.focused, FilterBox)
         return True
 
-    def help_rows(self) -> list[tuple[str, str]]:
-        """(key, description) of every active key: the app's own first, then the focused
+    def help_rows(self) -> list[tuple[str, str, str]]:
+        """(key, description, binding id) of every active key: the app's own first, then the focused
         widget's, generated from the live bindings so remapped keys show as remapped."""
-        own: list[tuple[str, str]] = []
-        widget: list[tuple[str, str]] = []
+        own: list[tuple[str, str, str]] = []
+        widget: list[tuple[str, str, str]] = []
         seen: set[tuple[str, str]] = set()
         for key, active in self.screen.active_bindings.items():
             binding = active.binding
@@ -670,7 +672,8 @@ class FleetwatchApp(App[int]):
             if (binding.action, label) in seen:
                 continue
             seen.add((binding.action, label))
-            (own if active.node is self else widget).append((name, label))
+            row = (name, label, binding.id or "")
+            (own if active.node is self else widget).append(row)
         return own + widget
 
     def action_help(self) -> None:

@@ -20,7 +20,7 @@ from fleetwatch.tui.snapshots import AlertRow, VehicleRow
 from fleetwatch.tui.source import SourceUnavailable
 from fleetwatch.tui.widgets.bars import StatusBar
 from fleetwatch.tui.widgets.table import SnapshotTable
-from tests.tui.conftest import SIZE, AppFactory, rendered, wait_for
+from tests.tui.conftest import SIZE, AppFactory, quiet_settings, rendered, wait_for
 from tests.tui.sample import FIXED_NOW, FixedSource, FixedStatus
 
 Scenario = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
@@ -308,7 +308,7 @@ def test_help_lists_every_bound_key(make_app: AppFactory) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         screen = app.screen
         assert isinstance(screen, HelpScreen)
-        rows = {description: key for key, description in screen.rows}
+        rows = {description: key for key, description, _id in screen.rows}
         assert rows["Next time window"] == "w"
         assert rows["Pause or resume redraws"] == "space"
         assert rows["Export the table to CSV"] == "e"
@@ -331,13 +331,18 @@ def test_command_palette_offers_every_view_and_window(make_app: AppFactory) -> N
     drive(make_app(), scenario)
 
 
-def test_bindings_can_be_remapped_by_id(make_app: AppFactory) -> None:
+def test_bindings_can_be_remapped_by_id_in_the_settings(make_app: AppFactory) -> None:
     async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
-        app.set_keymap({"window.cycle": "t"})
+        await pilot.press("w")
+        await pilot.pause()
+        assert app.window == "1h"
         await pilot.press("t")
         await wait_for(pilot, lambda: app.window == "6h")
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        assert ("t", "Next time window", "window.cycle") in app.screen.rows  # type: ignore[attr-defined]
 
-    drive(make_app(), scenario)
+    drive(make_app(settings=quiet_settings(keys={"window.cycle": "t"})), scenario)
 
 
 class GatedServices:

@@ -74,19 +74,23 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,question_mark,q", "close", "Close", id="help.close"),
     ]
 
-    def __init__(self, rows: list[tuple[str, str]]) -> None:
+    def __init__(self, rows: list[tuple[str, str, str]]) -> None:
         super().__init__()
         self.rows = rows
 
     def compose(self) -> ComposeResult:
         text = Text()
         text.append("fleetwatch keys\n\n", style="bold")
-        for keys, description in self.rows:
-            text.append(f"{keys:>14}", style="bold cyan")
-            text.append(f"  {description}\n")
+        for keys, description, binding_id in self.rows:
+            text.append(f"{keys:>11}", style="bold cyan")
+            text.append(f"  {description}")
+            if binding_id:
+                text.append(f"  {binding_id}", style="dim")
+            text.append("\n")
         text.append(
             "\nClick a column header to sort by it. Ctrl+P opens the command palette, "
-            "which lists every action and the themes.",
+            "which lists every action and the themes. Remap a key in the settings file "
+            'by its id (dim), e.g. [ui] keys = {"window.cycle" = "t"}.',
             style="dim",
         )
         with Vertical(classes="dialog help"):
