@@ -460,6 +460,12 @@ class FleetwatchApp(App[int]):
             return
         self.previous_view = self.view
         self.view = name
+        if name == "vehicle" and self.vehicle_id is None:
+            # Nothing chosen yet: show the first vehicle of the fleet table.
+            order = self._vehicle_order()
+            if order:
+                self.vehicle_id = order[0]
+                self._view("vehicle").vehicle_id = order[0]  # type: ignore[attr-defined]
         self.refresh_bindings()
         self.call_after_refresh(self._focus_view)
         self.request_refresh()

@@ -398,3 +398,17 @@ def test_start_up_failure_is_one_sentence_on_screen(make_app: AppFactory) -> Non
 
     asyncio.run(main())
     assert app.return_code == 0
+
+
+def test_vehicle_view_without_a_choice_shows_the_first_vehicle(make_app: AppFactory) -> None:
+    source = FixedSource()
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        first = table(app, "fleet").shown_rows[0].vehicle_id
+        await pilot.press("2")
+        await wait_for(pilot, rendered(app, "vehicle"))
+        assert source.requests[-1].vehicle_id == first
+        await pilot.press("escape")
+        await wait_for(pilot, rendered(app, "fleet"))
+
+    drive(make_app(source), scenario)

@@ -238,3 +238,33 @@ def test_services_run_simulator_and_ingestor_then_stop(db_dsn: str) -> None:
         offsets = conn.execute("SELECT sum(next_offset) FROM ingest_offsets").fetchone()
     assert stored is not None and stored[0] >= 4 * 180
     assert offsets is not None and offsets[0] is not None
+
+
+def test_embedded_mode_starts_a_private_database_and_stops_it(tmp_path: Path) -> None:
+    """What `fleetwatch` does with no configuration: embedded PostgreSQL, in-process
+    broker, simulator with a short first-run backfill, ingestor; then a clean stop."""
+    from fleetwatch.store.embedded import EmbeddedPostgres
+
+    data_dir = tmp_path / "postgres"
+    settings = Settings.model_validate(
+        {
+            "database": {"data_dir": str(data_dir)},
+            "simulator": {"vehicles": 3, "backfill_hours": 0.02},
+        }
+    )
+    services = AppServices(settings)
+    steps: list[str] = []
+    source, status = services.start(lambda step, _fraction: steps.append(step))
+    try:
+        assert steps[:2] == ["starting the embedded database", "migrating the schema"]
+
+        def reporting() -> int:
+            fleet = source.fetch(ViewRequest("fleet", "15m", datetime.now(timezone.utc))).fleet
+            return 0 if fleet is None else fleet.kpis.vehicles_reporting
+
+        wait_until(lambda: reporting() == 3)
+        assert status.status().mode == "embedded"
+    finally:
+        source.close()
+        services.stop()
+    assert EmbeddedPostgres(data_dir).running_pid() is None
