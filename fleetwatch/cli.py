@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
@@ -59,7 +60,8 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser(command: str | None) -> argparse.ArgumentParser:
+def build_parser(command: str | None) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The top-level parser and the parser of ``command`` (the top one for the app)."""
     parser = argparse.ArgumentParser(
         prog="fleetwatch",
         description=(
@@ -69,33 +71,54 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fleetwatch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = parser
     for name, (module, help_text) in COMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
             _load(module).configure(sub_parser)
+            chosen = sub_parser
     if command is None:
         _load(APP_MODULE).configure(parser)
-    return parser
+    return parser, chosen
 
 
 def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in vars(args).items() if "." in key}
 
 
-def _command_of(argv: Sequence[str]) -> str | None:
-    for arg in argv:
+def _split_command(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Find the subcommand and move it to the front, so that flags written before it
+    (``fleetwatch --db DSN report``) reach the subcommand instead of starting the app."""
+    app_parser = argparse.ArgumentParser(add_help=False)
+    _load(APP_MODULE).configure(app_parser)
+    takes_value = {
+        option
+        for action in app_parser._actions
+        if action.nargs != 0
+        for option in action.option_strings
+    }
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            break
         if arg in COMMANDS:
-            return arg
-        if not arg.startswith("-"):
-            return None
-    return None
+            return arg, [arg, *argv[:index], *argv[index + 1 :]]
+        if arg in takes_value:
+            index += 1
+        elif not arg.startswith("-"):
+            break
+        index += 1
+    return None, list(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = _command_of(argv)
-    parser = build_parser(command)
-    args = parser.parse_args(argv)
+    command, argv = _split_command(argv)
+    parser, chosen = build_parser(command)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        chosen.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         settings, _sources = load_settings(_flag_overrides(args))
     except ConfigError as error:
@@ -106,6 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _load(module).run(args, settings)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`fleetwatch report | head`): stop quietly, as cat does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except CliError as error:
         print(f"fleetwatch: {error}", file=sys.stderr)
         return 2

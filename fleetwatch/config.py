@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from fleetwatch.model import ObjectClass
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,7 +71,7 @@ class SimulatorSettings(Section):
 
 class IngestSettings(Section):
     enabled: bool = True
-    group: str = "fleetwatch-ingest"
+    group: str = Field("fleetwatch-ingest", min_length=1, max_length=200, pattern=r"^\S+$")
     batch_max: int = Field(5000, ge=1, le=1_000_000)
     batch_ms: int = Field(200, ge=1, le=60_000)
     status_every_s: float = Field(10.0, gt=0)
@@ -85,6 +95,31 @@ class RuleSettings(Section):
     ttc_clear_s: float = Field(5.0, ge=0)
     silent_after_s: float = Field(30.0, gt=0)
     """Vehicle silent: no telemetry for this long, by the event-time watermark."""
+
+    @field_validator("ttc_classes", mode="before")
+    @classmethod
+    def _split_classes(cls, value: object) -> object:
+        """Accept "car,truck" (as an environment variable gives it) as well as a list."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            known = {member.value for member in ObjectClass}
+            unknown = [item for item in value if item not in known]
+            if unknown:
+                raise ValueError(
+                    f"unknown object class {unknown[0]!r}; expected a comma-separated list of "
+                    + ", ".join(sorted(known))
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> RuleSettings:
+        if self.battery_clear_pct < self.battery_fire_pct:
+            raise ValueError(
+                f"battery_clear_pct ({self.battery_clear_pct:g}) must not be below "
+                f"battery_fire_pct ({self.battery_fire_pct:g})"
+            )
+        return self
 
 
 class UiSettings(Section):
@@ -127,23 +162,23 @@ def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
     target.setdefault(section, {})[name] = value
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
-    """FLEETWATCH_SECTION__NAME=value -> {"section.name": value}.
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """FLEETWATCH_SECTION__NAME=value -> {"section.name": (value, variable name)}.
 
     Two shortcuts: FLEETWATCH_KAFKA (bootstrap) and FLEETWATCH_DB (dsn).
     """
-    found: dict[str, str] = {}
+    found: dict[str, tuple[str, str]] = {}
     for key, value in environ.items():
         if not key.startswith("FLEETWATCH_"):
             continue
         rest = key[len("FLEETWATCH_") :].lower()
         if rest == "kafka":
-            found["kafka.bootstrap"] = value
+            found["kafka.bootstrap"] = (value, key)
         elif rest == "db":
-            found["database.dsn"] = value
+            found["database.dsn"] = (value, key)
         elif "__" in rest:
             section, name = rest.split("__", 1)
-            found[f"{section}.{name}"] = value
+            found[f"{section}.{name}"] = (value, key)
     return found
 
 
@@ -164,8 +199,8 @@ def load_settings(
     sources: Sources = {}
     if path.exists():
         try:
-            loaded = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
+            loaded = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
             raise ConfigError(f"cannot read the settings file {path}: {error}") from None
         for section, values in loaded.items():
             if not isinstance(values, dict):
@@ -173,9 +208,9 @@ def load_settings(
             for name, value in values.items():
                 _set_dotted(merged, f"{section}.{name}", value)
                 sources[f"{section}.{name}"] = f"file {path}"
-    for dotted, value in _env_overrides(environ).items():
+    for dotted, (value, variable) in _env_overrides(environ).items():
         _set_dotted(merged, dotted, value)
-        sources[dotted] = "environment"
+        sources[dotted] = f"environment variable {variable}"
     for dotted, value in (flags or {}).items():
         if value is not None:
             _set_dotted(merged, dotted, value)
@@ -185,8 +220,14 @@ def load_settings(
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
-        origin = sources.get(where, "settings")
-        raise ConfigError(f"invalid setting {where} (from {origin}): {first['msg']}") from None
+        origin = sources.get(where) or next(
+            (source for name, source in sources.items() if name.startswith(f"{where}.")),
+            "the settings",
+        )
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "no such setting"
+        raise ConfigError(f"invalid setting {where} (from {origin}): {message}") from None
     return settings, sources
 
 
@@ -215,5 +256,5 @@ def _mask(value: Any) -> str:
 
 def mask_dsn(dsn: str) -> str:
     """Hide the password in a libpq URL or key=value connection string."""
-    dsn = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1****@", dsn)
-    return re.sub(r"(password\s*=\s*)(\S+)", r"\1****", dsn)
+    dsn = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", dsn)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1****", dsn)

@@ -17,8 +17,9 @@ class DatabaseUnavailable(Exception):
 
 
 def _first_line(error: BaseException) -> str:
+    """The driver's first line, with any password it quotes masked."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return mask_dsn(text.splitlines()[0]) if text else type(error).__name__
 
 
 def connect(dsn: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:
