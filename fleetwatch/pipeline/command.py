@@ -102,6 +102,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from fleetwatch.store.capabilities import detect
     from fleetwatch.store.db import DatabaseUnavailable, connect
     from fleetwatch.store.migrate import apply_migrations
+    from fleetwatch.store.offsets import other_groups
     from fleetwatch.transport.kafka import KafkaConsumer, TransportError, ensure_topics
 
     bootstrap = settings.kafka.bootstrap
@@ -123,11 +124,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         with connect(dsn) as conn:
             applied = apply_migrations(conn)
             capabilities = detect(conn)
+            others = other_groups(conn, params.group, list(params.topics))
             conn.rollback()
     except DatabaseUnavailable as error:
         return _fail(str(error), code=1)
     except Exception as error:  # a failed migration: say which, without a traceback
         return _fail(f"cannot prepare the database schema: {error}", code=1)
+    if others:
+        return _fail(
+            f"this database already holds these topics as consumed by group {others[0]!r}; "
+            f"a second group would store every event again: use --group {others[0]} "
+            "(or delete that group's rows from ingest_offsets if it is gone for good)"
+        )
     try:
         ensure_topics(
             bootstrap, list(params.topics), settings.kafka.partitions, settings.kafka.client

@@ -290,3 +290,20 @@ def test_an_unreachable_broker_is_a_state_of_the_loop_not_a_crash(db_dsn: str) -
         wait_until(lambda: running.stats().state == "broker-down", 60, "state broker-down")
         assert running.stats().last_error
     assert running.stats().state == "stopped"
+
+
+def test_a_second_group_on_the_same_database_is_refused(
+    kafka_bootstrap: str, db_dsn: str, prefix: str, env: dict[str, str]
+) -> None:
+    messages = simulate(vehicles=20, seconds=20)
+    send(kafka_bootstrap, messages, prefix)
+    code, _, err = finish(ingest(kafka_bootstrap, db_dsn, prefix, env, "--stop-when-idle", "3"))
+    assert code == 0, err
+    # Each group keeps its own offsets: another group would store every event again.
+    code, out, err = finish(
+        ingest(kafka_bootstrap, db_dsn, prefix, env, "--group", f"{prefix}other"), 60
+    )
+    assert code == 2
+    assert f"consumed by group '{prefix}group'" in err
+    assert err.count("\n") == 1
+    expect_exactly(db_dsn, messages)
