@@ -161,6 +161,10 @@ class Window:
 _DURATION = re.compile(r"^\s*(\d+)\s*(m|min|h|d)\s*$")
 
 
+MAX_WINDOW: Final = timedelta(days=3660)
+"""Ten years: longer windows are a typo, and overflow date arithmetic."""
+
+
 def parse_duration(text: str) -> timedelta:
     """``"90m"``, ``"6h"``, ``"7d"`` -> timedelta; raises :class:`WindowError`."""
     match = _DURATION.match(text.lower())
@@ -171,10 +175,14 @@ def parse_duration(text: str) -> timedelta:
         )
     amount, unit = int(match.group(1)), match.group(2)
     if unit in ("m", "min"):
-        return timedelta(minutes=amount)
-    if unit == "h":
-        return timedelta(hours=amount)
-    return timedelta(days=amount)
+        duration = timedelta(minutes=amount)
+    elif unit == "h":
+        duration = timedelta(hours=amount)
+    else:
+        duration = timedelta(days=amount)
+    if duration > MAX_WINDOW:
+        raise WindowError(f"the window {text!r} is longer than {MAX_WINDOW.days} days")
+    return duration
 
 
 def parse_window(text: str, now: datetime) -> Window:

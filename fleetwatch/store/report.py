@@ -55,6 +55,12 @@ from fleetwatch.store.embedded import EmbeddedError, database_dsn
 from fleetwatch.store.queries import FleetKpis, Units, VehicleRow, Window
 
 
+def _vehicle_id(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a vehicle id cannot be empty")
+    return text
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
@@ -73,7 +79,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="TIME",
         help="end of the window, ISO 8601 (default: now; without a zone, UTC)",
     )
-    parser.add_argument("--vehicle", metavar="ID", help="report on one vehicle")
+    parser.add_argument("--vehicle", type=_vehicle_id, metavar="ID", help="report on one vehicle")
     parser.add_argument(
         "--format", choices=("table", "json", "csv"), default="table", help="output format"
     )
