@@ -131,8 +131,6 @@ def test_bucket_width_fits_the_chart_and_uses_whole_minutes_from_a_minute_on(
 
 
 def test_absurdly_long_windows_are_refused_not_overflowed() -> None:
-    from fleetwatch.store.queries import WindowError, parse_duration
-
-    assert parse_duration("3660d").days == 3660
-    with pytest.raises(WindowError, match="longer than 3660 days"):
-        parse_duration("99999999d")
+    assert q.parse_duration("3660d").days == 3660
+    with pytest.raises(q.WindowError, match="longer than 3660 days"):
+        q.parse_duration("99999999d")
