@@ -248,7 +248,7 @@ class FleetwatchApp(App[int]):
         context = RenderContext(self.units, self.clock())
         with Horizontal(id="topbar"):
             yield Static("fleetwatch", id="brand")
-            yield WindowSelector(self.window, id="window")
+            yield WindowSelector(self.window, self.units, id="window")
         with TabbedContent(id="tabs", initial="fleet"):
             panes: list[tuple[ViewName, View]] = [
                 ("fleet", FleetPane(context, id="view-fleet")),
@@ -433,7 +433,6 @@ class FleetwatchApp(App[int]):
             paused=self.paused,
             last_refresh=self.last_refresh,
             refresh_error=None,
-            units=self.units,
         )
         self.sub_title = "PAUSED" if self.paused else ""
 
@@ -534,6 +533,7 @@ class FleetwatchApp(App[int]):
 
     def action_toggle_units(self) -> None:
         self.units = "mi" if self.units == "km" else "km"
+        self.query_one(WindowSelector).show(self.window, self.units)
         if self.last_snapshot is not None and not self.paused:
             self._render_snapshot(self.last_snapshot)
         self._update_status_bar()

@@ -18,7 +18,7 @@ from fleetwatch.tui.screens.alerts import AlertsPane
 from fleetwatch.tui.screens.modals import DurationModal, HelpScreen
 from fleetwatch.tui.snapshots import AlertRow, VehicleRow
 from fleetwatch.tui.source import SourceUnavailable
-from fleetwatch.tui.widgets.bars import StatusBar
+from fleetwatch.tui.widgets.bars import StatusBar, WindowSelector
 from fleetwatch.tui.widgets.table import SnapshotTable
 from tests.tui.conftest import SIZE, AppFactory, quiet_settings, rendered, wait_for
 from tests.tui.sample import FIXED_NOW, FixedSource, FixedStatus
@@ -257,7 +257,7 @@ def test_units_switch_to_miles(make_app: AppFactory) -> None:
         await pilot.press("u")
         await pilot.pause()
         assert "mph" in str(fleet.get_row_at(0)[2])
-        assert "units mi" in status_text(app)
+        assert "units mi" in str(app.query_one(WindowSelector).render())
 
     drive(make_app(), scenario)
 
@@ -410,5 +410,18 @@ def test_vehicle_view_without_a_choice_shows_the_first_vehicle(make_app: AppFact
         assert source.requests[-1].vehicle_id == first
         await pilot.press("escape")
         await wait_for(pilot, rendered(app, "fleet"))
+
+    drive(make_app(source), scenario)
+
+
+def test_clicking_a_window_in_the_selector_chooses_it(make_app: AppFactory) -> None:
+    source = FixedSource()
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        selector = app.query_one(WindowSelector)
+        start = next(s for s, _end, name in selector._spans if name == "24h")
+        await pilot.click(WindowSelector, offset=(start + 1, 0))
+        await wait_for(pilot, lambda: source.requests[-1].window == "24h")
+        assert app.window == "24h"
 
     drive(make_app(source), scenario)

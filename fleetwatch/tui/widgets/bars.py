@@ -27,24 +27,29 @@ class KpiTile(Static):
 
 
 class WindowSelector(Static):
-    """The time window, e.g. ``15m [1h] 6h 24h 7d``; click a name to choose it."""
+    """The time window, e.g. ``15m [1h] 6h 24h 7d`` (click a name to choose it), and the
+    distance units in use."""
 
     class Chosen(Message):
         def __init__(self, window: WindowName) -> None:
             super().__init__()
             self.window = window
 
-    def __init__(self, window: WindowName, *, id: str | None = None) -> None:
+    def __init__(self, window: WindowName, units: fmt.Units, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.window: WindowName = window
+        self.units: fmt.Units = units
         self._spans: list[tuple[int, int, WindowName]] = []
 
     def on_mount(self) -> None:
-        self.show(self.window)
+        self.show(self.window, self.units)
 
-    def show(self, window: WindowName) -> None:
+    def show(self, window: WindowName, units: fmt.Units | None = None) -> None:
         self.window = window
-        text = Text("window ", style="dim")
+        self.units = units or self.units
+        text = Text("units ", style="dim")
+        text.append(self.units, style="bold")
+        text.append("   window ", style="dim")
         self._spans = []
         for name in WINDOW_NAMES:
             start = len(text)
@@ -72,7 +77,6 @@ class StatusBar(Static):
         paused: bool,
         last_refresh: datetime | None,
         refresh_error: str | None,
-        units: fmt.Units,
     ) -> None:
         text = Text()
         if paused:
@@ -93,7 +97,6 @@ class StatusBar(Static):
                 _field(text, "rejects", Text(fmt.count(status.rejects), style=style))
             if status.backfill_pct is not None:
                 _field(text, "backfilling", Text(f"{status.backfill_pct:.0f} %", style="bold"))
-        _field(text, "units", Text(units))
         if refresh_error:
             text.append("  ")
             text.append(refresh_error, style="bold red")
