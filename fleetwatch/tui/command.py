@@ -47,10 +47,12 @@ def setup_logging() -> Path | None:
     except OSError:
         return None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("fleetwatch")
+    # Everything goes to the file: a library warning written to the terminal would
+    # tear the screen.
+    root = logging.getLogger()
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    root.propagate = False
+    root.setLevel(logging.WARNING)
+    logging.getLogger("fleetwatch").setLevel(logging.INFO)
     logging.getLogger("fleetwatch.transport.librdkafka").setLevel(logging.CRITICAL)
     return path
 
