@@ -10,6 +10,7 @@ through a dict, because the ingestor decodes tens of thousands of messages a sec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Annotated, Final, Literal, TypeAlias
@@ -165,6 +166,36 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+Decoder: TypeAlias = Callable[[str, bytes | None, bytes | None], WireModel]
+"""``decode_one(topic, value, key)``: :func:`decode` with ``now`` fixed."""
+
+
+def decoder(now: datetime | None = None) -> Decoder:
+    """:func:`decode` for many messages with one ``now`` (the per-message work only)."""
+    latest = None if now is None else now + MAX_FUTURE_SKEW
+    validators = {t: m.__pydantic_validator__.validate_json for t, m in MODEL_BY_TOPIC.items()}
+
+    def decode_one(topic: str, value: bytes | None, key: bytes | None) -> WireModel:
+        validate = validators.get(topic)
+        if validate is None:
+            raise DecodeError(f"unknown topic {topic!r}")
+        if not value:
+            raise DecodeError("empty message")
+        if len(value) > MAX_MESSAGE_BYTES:
+            raise DecodeError(f"message of {len(value)} bytes exceeds {MAX_MESSAGE_BYTES} bytes")
+        try:
+            message: WireModel = validate(value)
+        except ValidationError as error:
+            raise DecodeError(_describe(error)) from None
+        if latest is not None and message.time > latest:
+            raise DecodeError(f"event time {message.time.isoformat()} is in the future")
+        if key is not None and key != message.vehicle_id.encode():
+            raise DecodeError(f"key {key!r} does not match vehicle_id {message.vehicle_id!r}")
+        return message
+
+    return decode_one
+
+
 def decode(
     topic: str,
     value: bytes | None,
@@ -179,19 +210,4 @@ def decode(
     types, missing or extra fields, values out of range, NaN/inf, an event time more
     than ``MAX_FUTURE_SKEW`` ahead of ``now``, or a key that differs from ``vehicle_id``.
     """
-    model = MODEL_BY_TOPIC.get(topic)
-    if model is None:
-        raise DecodeError(f"unknown topic {topic!r}")
-    if not value:
-        raise DecodeError("empty message")
-    if len(value) > MAX_MESSAGE_BYTES:
-        raise DecodeError(f"message of {len(value)} bytes exceeds {MAX_MESSAGE_BYTES} bytes")
-    try:
-        message = model.model_validate_json(value)
-    except ValidationError as error:
-        raise DecodeError(_describe(error)) from None
-    if now is not None and message.time > now + MAX_FUTURE_SKEW:
-        raise DecodeError(f"event time {message.time.isoformat()} is in the future")
-    if key is not None and key != message.vehicle_id.encode():
-        raise DecodeError(f"key {key!r} does not match vehicle_id {message.vehicle_id!r}")
-    return message
+    return decoder(now)(topic, value, key)

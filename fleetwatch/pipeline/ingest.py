@@ -38,7 +38,7 @@ from fleetwatch.model import (
     PerceptionEvent,
     Telemetry,
     WireModel,
-    decode,
+    decoder,
 )
 from fleetwatch.pipeline.rules import (
     COLLISION_RISK,
@@ -102,8 +102,9 @@ class IngestStats:
     events_per_s: float = 0.0
     lag: int | None = None
     idle_s: float = 0.0
-    """Seconds since the last record or the last partition assignment; 0 before the first
-    assignment (joining a group can take a while after a member died)."""
+    """Seconds since the last record, the last partition assignment or the recovery from an
+    outage; 0 before the first assignment (joining a group can take a while after a member
+    died)."""
     last_error: str | None = None
 
 
@@ -131,6 +132,8 @@ class _NUL(Exception):
 
 def _check_text(message: WireModel) -> None:
     # PostgreSQL text cannot hold NUL; such a message would fail the whole batch.
+    if type(message) is PerceptionEvent:  # no free text: the most frequent, checked first
+        return
     if isinstance(message, Telemetry):
         texts: tuple[str | None, ...] = (message.city, message.route_id, message.trip_id)
     elif isinstance(message, DrivingEvent):
@@ -182,25 +185,24 @@ def decode_records(
     """
     offsets = batch.offsets
     messages: list[tuple[TopicPartition, WireModel]] = []
+    append = messages.append
+    decode = decoder(now)
     for record in records:
-        tp = (record.topic, record.partition)
-        if offsets.get(tp, -1) <= record.offset:
-            offsets[tp] = record.offset + 1
+        topic, partition, offset, key, value, _ = record
+        tp = (topic, partition)
+        if offsets.get(tp, -1) <= offset:
+            offsets[tp] = offset + 1
         try:
-            message = decode(
-                streams.get(record.topic, record.topic), record.value, record.key, now=now
-            )
+            message = decode(streams.get(topic, topic), value, key)
             _check_text(message)
         except DecodeError as error:
             reason = error.reason
         except _NUL:
             reason = "a text field contains a NUL character"
         else:
-            messages.append((tp, message))
+            append((tp, message))
             continue
-        batch.rejects.append(
-            Reject(record.topic, record.partition, record.offset, record.key, record.value, reason)
-        )
+        batch.rejects.append(Reject(topic, partition, offset, key, value, reason))
     messages.sort(key=_event_time)
     return messages
 
@@ -323,6 +325,9 @@ class Ingestor:
             log.warning(
                 "%s again, ingesting", "database up" if previous == "db-down" else "broker up"
             )
+            if self._last_record is not None:
+                # Nothing could arrive during the outage: idleness counts from now on.
+                self._last_record = time.monotonic()
         self._update(state=state, last_error=error if error is not None else None)
 
     def _count(self, prepared: _Prepared) -> None:

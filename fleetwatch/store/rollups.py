@@ -329,10 +329,53 @@ class _VehicleMinute:
             self.autopilot_last = autopilot
 
 
-def _vehicle_minute_rows(minutes: dict[tuple[str, int], _VehicleMinute]) -> list[tuple[Any, ...]]:
-    """``vehicle_minute`` rows in key order, columns as :data:`VEHICLE_MINUTE_COLUMNS`."""
+def _vehicle_minute_rows(
+    groups: dict[tuple[str, int], _VehicleMinute | Sequence[Any]],
+) -> list[tuple[Any, ...]]:
+    """``vehicle_minute`` rows in key order, columns as :data:`VEHICLE_MINUTE_COLUMNS`.
+
+    A key with one sample holds that telemetry row itself (the usual case for a large
+    fleet and a batch shorter than a minute): its rollup row is built directly.
+    """
     rows = []
-    for (vehicle_id, minute), m in sorted(minutes.items()):
+    for (vehicle_id, minute), m in sorted(groups.items()):
+        if not isinstance(m, _VehicleMinute):
+            speed = float(m[_T_SPEED])
+            limit = float(m[_T_LIMIT])
+            step = float(m[_T_STEP])
+            autopilot = bool(m[_T_AUTOPILOT])
+            odometer = float(m[_T_ODOMETER])
+            battery = float(m[_T_BATTERY])
+            time = m[_T_TIME]
+            rows.append(
+                (
+                    _bucket(minute),
+                    vehicle_id,
+                    1,
+                    1 if autopilot else 0,
+                    1 if speed > MOVING_KMH else 0,
+                    1 if speed > limit else 0,
+                    odometer,
+                    odometer,
+                    step,
+                    step if autopilot else 0.0,
+                    speed,
+                    speed,
+                    limit,
+                    battery,
+                    battery,
+                    time,
+                    time,
+                    step,
+                    step if autopilot else 0.0,
+                    battery,
+                    float(m[_T_LAT]),
+                    float(m[_T_LON]),
+                    speed,
+                    autopilot,
+                )
+            )
+            continue
         rows.append(
             (
                 _bucket(minute),
@@ -386,7 +429,8 @@ def aggregate(
     driving_rows: Sequence[Sequence[Any]],
 ) -> Rollups:
     """Aggregate one batch of the writer's row tuples per rollup key (no I/O)."""
-    vehicle_minutes: dict[tuple[str, int], _VehicleMinute] = {}
+    # (vehicle, minute) -> its only telemetry row so far, or the running aggregate
+    vehicle_minutes: dict[tuple[str, int], _VehicleMinute | Sequence[Any]] = {}
     # fleet minute -> [samples, autopilot, moving, distance, autonomous, interv., diseng.]
     fleet: dict[int, list[Any]] = {}
     # One datetime -> minute conversion per distinct time: a batch has few of them.
@@ -397,10 +441,15 @@ def aggregate(
         if minute is None:
             minute = minute_of[time] = _minute(time)
         key = (row[_T_VEHICLE], minute)
-        vm = vehicle_minutes.get(key)
-        if vm is None:
-            vm = vehicle_minutes[key] = _VehicleMinute(row)
-        vm.add(row)
+        group = vehicle_minutes.get(key)
+        if group is None:
+            vehicle_minutes[key] = row
+        elif isinstance(group, _VehicleMinute):
+            group.add(row)
+        else:
+            vm = vehicle_minutes[key] = _VehicleMinute(group)
+            vm.add(group)
+            vm.add(row)
         f = fleet.get(minute)
         if f is None:
             f = fleet[minute] = [0, 0, 0, 0.0, 0.0, 0, 0]

@@ -242,11 +242,12 @@ class KafkaConsumer:
         )
 
     def _on_error(self, error: KafkaError) -> None:
+        # Only a broker that answers clears the flag (poll_batch): other errors arrive
+        # while it is down too. Logged at INFO: the ingest loop reports the state change.
         self.last_error = _describe(error)
-        down = error.code() in _BROKER_DOWN_CODES
-        if down and not self.broker_down:
-            log.warning("Kafka consumer: %s", self.last_error)
-        self.broker_down = down
+        if error.code() in _BROKER_DOWN_CODES and not self.broker_down:
+            log.info("Kafka consumer: %s", self.last_error)
+            self.broker_down = True
 
     def subscribe(
         self,
@@ -302,6 +303,7 @@ class KafkaConsumer:
             self.last_error = _describe(error)
             return []
         out: list[Record] = []
+        append = out.append
         for m in messages:
             problem = m.error()
             if problem is not None:
@@ -309,7 +311,7 @@ class KafkaConsumer:
                     self._on_error(problem)
                 continue
             ts_type, ts = m.timestamp()
-            out.append(
+            append(
                 Record(
                     m.topic() or "",
                     m.partition() or 0,
@@ -319,8 +321,10 @@ class KafkaConsumer:
                     ts if ts_type else None,
                 )
             )
-        if self.broker_down and (out or self._broker_answers()):
-            log.warning("Kafka consumer: broker reachable again")
+        # Records may come from the local prefetch queue while the broker is gone: only an
+        # answer from the broker means it is back.
+        if self.broker_down and self._broker_answers():
+            log.info("Kafka consumer: broker reachable again")
             self.broker_down = False
         return out
 

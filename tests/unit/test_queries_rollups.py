@@ -209,3 +209,14 @@ def test_time_to_collision() -> None:
     assert rollups.time_to_collision_s(20.0, 0.0) is None
     assert rollups.time_to_collision_s(20.0, -3.0) is None
     assert rollups.histogram_bin(2.0, rollups.TTC_EDGES_S) == 4
+
+
+@pytest.mark.parametrize("autopilot", [True, False])
+@pytest.mark.parametrize("speed", [0.5, 45.0, 80.0])
+def test_a_single_sample_minute_is_the_aggregate_of_one(autopilot: bool, speed: float) -> None:
+    row = telemetry("A", 7, 12.5, 0.3, autopilot=autopilot, speed=speed, battery=55.5)
+    (direct,) = merge([row]).tables["vehicle_minute"]
+    aggregate = rollups._VehicleMinute(row)
+    aggregate.add(row)
+    minute = int(row[0].timestamp()) // 60
+    assert [direct] == rollups._vehicle_minute_rows({("A", minute): aggregate})
