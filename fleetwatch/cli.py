@@ -60,7 +60,12 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser(command: str | None) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """The parser with the flags of ``command`` (the app's when None)."""
+    return _build_parsers(command)[0]
+
+
+def _build_parsers(command: str | None) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The top-level parser and the parser of ``command`` (the top one for the app)."""
     parser = argparse.ArgumentParser(
         prog="fleetwatch",
@@ -115,7 +120,7 @@ def _split_command(argv: Sequence[str]) -> tuple[str | None, list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command, argv = _split_command(argv)
-    parser, chosen = build_parser(command)
+    parser, chosen = _build_parsers(command)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         chosen.error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import re
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING
 
+from fleetwatch import durations
 from fleetwatch.config import Settings
 from fleetwatch.signals import Stopper, stop_on_signals
 
@@ -28,14 +30,18 @@ _PREFIX = re.compile(r"^[A-Za-z0-9._-]*$")
 PROG = "fleetwatch ingest"
 
 
-def _positive_seconds(text: str) -> float:
+def _idle_seconds(text: str) -> float:
+    """SECONDS as a plain number, or a duration such as 30s or 2m."""
     try:
-        value = float(text)
+        seconds = float(text)
     except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
+        try:
+            return durations.parse_duration(text).total_seconds()
+        except durations.DurationError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    if not 0 < seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be a positive number")
+    return seconds
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -66,9 +72,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--stop-when-idle",
-        type=_positive_seconds,
+        type=_idle_seconds,
         metavar="SECONDS",
-        help="exit 0 once no message has arrived for SECONDS (for backfills and tests)",
+        help="exit 0 once no message has arrived for SECONDS (or a duration: 30s, 2m)",
     )
     parser.add_argument(
         "--topic-prefix",

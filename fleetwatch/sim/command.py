@@ -15,6 +15,7 @@ import sys
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from fleetwatch import durations
 from fleetwatch.config import Settings
 from fleetwatch.model import DRIVING_TOPIC, PERCEPTION_TOPIC, TELEMETRY_TOPIC, TOPICS
 from fleetwatch.signals import Stopper, stop_on_signals
@@ -25,24 +26,16 @@ from fleetwatch.sim.runner import run as run_fleet
 if TYPE_CHECKING:
     from fleetwatch.transport.kafka import KafkaProducer
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _BOOTSTRAP = re.compile(r"^[A-Za-z0-9_.\[\]:-]+:\d{1,5}(,[A-Za-z0-9_.\[\]:-]+:\d{1,5})*$")
 PROGRESS_EVERY = timedelta(seconds=5)
 
 
 def parse_duration(text: str) -> timedelta:
-    """``90s``, ``10m``, ``24h``, ``2d`` or combinations such as ``1h30m``."""
-    cleaned = text.strip().lower()
-    parts = _DURATION.findall(cleaned)
-    if not cleaned or "".join(n + u for n, u in parts) != cleaned:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: use a number with s, m, h or d, such as 90s, 10m or 24h"
-        )
-    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds < 1:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be at least 1s")
-    return timedelta(seconds=seconds)
+    """``90s``, ``10m``, ``24h``, ``2d`` or combinations such as ``1h30m`` (argparse type)."""
+    try:
+        return durations.parse_duration(text)
+    except durations.DurationError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _format_duration(value: timedelta) -> str:

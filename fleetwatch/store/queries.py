@@ -48,7 +48,6 @@ so each call stays well under 50 ms at 10 million telemetry rows.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -58,6 +57,7 @@ from typing import Any, Final
 import psycopg
 from psycopg.rows import class_row, dict_row
 
+from fleetwatch import durations
 from fleetwatch.store.rollups import DISTANCE_EDGES_M, MOVING_KMH, TTC_EDGES_S
 
 Connection = psycopg.Connection[Any]
@@ -158,31 +158,12 @@ class Window:
         return {"start": self.start, "end": self.end, "now": self.now}
 
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(m|min|h|d)\s*$")
-
-
-MAX_WINDOW: Final = timedelta(days=3660)
-"""Ten years: longer windows are a typo, and overflow date arithmetic."""
-
-
 def parse_duration(text: str) -> timedelta:
     """``"90m"``, ``"6h"``, ``"7d"`` -> timedelta; raises :class:`WindowError`."""
-    match = _DURATION.match(text.lower())
-    if not match or int(match.group(1)) == 0:
-        raise WindowError(
-            f"cannot understand the window {text!r}; use a number of minutes, hours or "
-            "days such as 15m, 1h, 24h or 7d"
-        )
-    amount, unit = int(match.group(1)), match.group(2)
-    if unit in ("m", "min"):
-        duration = timedelta(minutes=amount)
-    elif unit == "h":
-        duration = timedelta(hours=amount)
-    else:
-        duration = timedelta(days=amount)
-    if duration > MAX_WINDOW:
-        raise WindowError(f"the window {text!r} is longer than {MAX_WINDOW.days} days")
-    return duration
+    try:
+        return durations.parse_duration(text, what="window", minimum=MINUTE)
+    except durations.DurationError as error:
+        raise WindowError(str(error)) from None
 
 
 def parse_window(text: str, now: datetime) -> Window:

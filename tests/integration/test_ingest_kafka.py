@@ -248,6 +248,7 @@ def test_sigterm_commits_the_current_batch_and_exits_0(
         (["--kafka", "nonsense", "--db", "dbname=x"], "invalid Kafka address"),
         (["--kafka", "127.0.0.1:9092"], "a database is needed"),
         (["--kafka", "127.0.0.1:1", "--db", "postgresql://u:pw@127.0.0.1:1/x"], "cannot connect"),
+        (["--stop-when-idle", "2m", "--group", ""], "invalid setting ingest.group"),
     ],
 )
 def test_bad_flags_and_unreachable_services_are_one_sentence(

@@ -169,7 +169,7 @@ def test_report_errors_are_one_sentence(
     code, _ = _run(report, ["report", "--db", loaded_dsn, "--at", AT, "--vehicle", "nope"])
     assert code == 1
     assert capsys.readouterr().err.strip() == "fleetwatch: no vehicle 'nope' in the database"
-    with pytest.raises(cli.CliError, match="cannot understand the window"):
+    with pytest.raises(cli.CliError, match="invalid window"):
         _run(report, ["report", "--db", loaded_dsn, "--window", "soon"])
     code, _ = _run(report, ["report", "--db", "postgresql://nobody@127.0.0.1:1/x"])
     err = capsys.readouterr().err.strip()

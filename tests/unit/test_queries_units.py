@@ -50,9 +50,9 @@ def test_window_converts_other_timezones_to_utc() -> None:
     assert window.end == q.Window.last("15m", NOW).end
 
 
-@pytest.mark.parametrize("text", ["", "abc", "0h", "5w", "-1h", "1.5h"])
+@pytest.mark.parametrize("text", ["", "abc", "0h", "5w", "-1h", "30s", "99999999d"])
 def test_bad_windows_raise_one_sentence(text: str) -> None:
-    with pytest.raises(q.WindowError, match="cannot understand the window"):
+    with pytest.raises(q.WindowError, match="invalid window"):
         q.parse_window(text, NOW)
 
 

@@ -102,3 +102,8 @@ def test_bad_flags_exit_with_usage(capsys: pytest.CaptureFixture[str], argv: lis
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err
+
+
+def test_absurd_durations_are_refused() -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="longer than 3660 days"):
+        parse_duration("99999d")
