@@ -234,7 +234,6 @@ class FleetwatchApp(App[int]):
         self._seq = 0
         self._poll_timer: Timer | None = None
         self._retry_s = settings.ui.refresh_s
-        self._started = source is not None
         if not animate:
             self.animation_level = "none"
         if settings.ui.theme in self.available_themes:
@@ -305,7 +304,6 @@ class FleetwatchApp(App[int]):
         self.query_one(StartupPanel).show_step(message.step, message.fraction)
 
     def on_services_ready(self, _message: ServicesReady) -> None:
-        self._started = True
         self.query_one("#startup").display = False
         self.query_one("#tabs").display = True
         self.request_refresh()

@@ -6,7 +6,7 @@ only ever read them. Nothing here imports Textual or touches the database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
@@ -259,4 +259,3 @@ class Snapshot:
     alerts: AlertsView | None = None
     interventions: InterventionsView | None = None
     perception: PerceptionView | None = None
-    notes: tuple[str, ...] = field(default_factory=tuple)

@@ -389,7 +389,6 @@ def _perception(data: Dataset, request: ViewRequest) -> PerceptionView:
 
 def _empty_snapshot(request: ViewRequest, now: datetime) -> Snapshot:
     empty_kpis = FleetKpis(0, 0, 0, 0.0, 0.0, 0, 0, 0, 0, 0)
-    start = request.start
     return Snapshot(
         request,
         now,
@@ -400,7 +399,6 @@ def _empty_snapshot(request: ViewRequest, now: datetime) -> Snapshot:
         if request.view == "interventions"
         else None,
         perception=PerceptionView((), (), (), ()) if request.view == "perception" else None,
-        notes=(f"empty since {start.isoformat()}",),
     )
 
 

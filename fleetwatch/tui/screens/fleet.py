@@ -104,10 +104,6 @@ def _kmpi_cell(vehicle: VehicleRow, units: fmt.Units) -> Text:
 class FleetPane(View):
     title = "Fleet"
 
-    def __init__(self, context: RenderContext, *, id: str | None = None) -> None:
-        super().__init__(context, id=id)
-        self._columns_units = context.units
-
     def compose(self) -> ComposeResult:
         yield from self.compose_notice()
         with Horizontal(id="kpis"):
@@ -134,8 +130,6 @@ class FleetPane(View):
             return
         self._show_kpis(fleet.kpis, context)
         table = self.main_table()
-        if context.units != self._columns_units:
-            self._columns_units = context.units
         table.set_spec(vehicle_columns(context))
         table.show_rows(fleet.vehicles)
         self.set_notice("" if fleet.vehicles else "No vehicle has reported yet.")

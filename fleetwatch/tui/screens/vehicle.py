@@ -23,7 +23,6 @@ from fleetwatch.tui.snapshots import (
     AlertRow,
     DrivingEventRow,
     Snapshot,
-    VehicleRow,
     VehicleView,
 )
 from fleetwatch.tui.widgets.charts import (
@@ -222,7 +221,3 @@ class VehicleDetail(View):
 
 def _event_key(event: DrivingEventRow) -> str:
     return f"{event.time.isoformat()}/{event.vehicle_id}/{event.type}"
-
-
-def current_vehicle_row(view: VehicleView | None) -> VehicleRow | None:
-    return None if view is None else view.vehicle
