@@ -125,7 +125,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     idle_limit: float | None = args.stop_when_idle
     _setup_logging()
 
-    params = IngestParams.from_settings(settings.ingest, topic_prefix=prefix)
+    params = IngestParams.from_settings(
+        settings.ingest, topic_prefix=prefix, retention_days=settings.database.retention_days
+    )
     try:
         with connect(dsn) as conn:
             applied = apply_migrations(conn)

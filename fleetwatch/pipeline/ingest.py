@@ -11,6 +11,10 @@ the app polls from another thread.
 Per vehicle the loop keeps the last odometer reading (for ``step_km``) and the alert
 engine's state; both are loaded from the database the first time a vehicle shows up
 and dropped when its partitions go to another consumer.
+
+With ``IngestParams.retention_days`` set, the loop also drops raw events older than
+that at start and every ``retention_every_s`` (``rollups.enforce_retention``, in a
+transaction of its own on the loop's connection).
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ from fleetwatch.pipeline.rules import (
     Transition,
     alert_from_row,
 )
+from fleetwatch.store.capabilities import Capabilities, detect
 from fleetwatch.store.db import DatabaseUnavailable
+from fleetwatch.store.rollups import enforce_retention
 from fleetwatch.store.writer import (
     Batch,
     OffsetConflict,
@@ -70,6 +76,8 @@ State = Literal["starting", "running", "db-down", "broker-down", "stopped"]
 RATE_WINDOW_S: Final = 5.0
 BACKOFF_MIN_S: Final = 0.2
 BACKOFF_MAX_S: Final = 5.0
+RETENTION_EVERY_S: Final = 600.0
+"""How often the loop drops raw events older than the retention (first: at start)."""
 IDLE_PARTITION_S: Final = 5.0
 """A partition that delivered nothing for this long no longer holds the watermark back."""
 
@@ -115,14 +123,21 @@ class IngestParams:
     batch_ms: int = 200
     topics: Mapping[str, str] = field(default_factory=lambda: {t: t for t in TOPICS})
     """Topic to subscribe to -> the stream it carries (one of ``fleetwatch.model.TOPICS``)."""
+    retention_days: int | None = None
+    """Raw events older than this are dropped (``rollups.enforce_retention``) every
+    ``retention_every_s`` seconds, in a transaction of its own; None: never."""
+    retention_every_s: float = RETENTION_EVERY_S
 
     @classmethod
-    def from_settings(cls, settings: IngestSettings, topic_prefix: str = "") -> IngestParams:
+    def from_settings(
+        cls, settings: IngestSettings, topic_prefix: str = "", retention_days: int | None = None
+    ) -> IngestParams:
         return cls(
             group=settings.group,
             batch_max=settings.batch_max,
             batch_ms=settings.batch_ms,
             topics={f"{topic_prefix}{t}": t for t in TOPICS},
+            retention_days=retention_days,
         )
 
 
@@ -279,6 +294,8 @@ class Ingestor:
         self._partition_vehicles: dict[int, set[str]] = {}
         self._partition_time: dict[TopicPartition, tuple[datetime, float]] = {}
         self._watermark: datetime | None = None
+        self._capabilities: Capabilities | None = None
+        self._next_retention = 0.0  # monotonic time of the next retention run
 
     # -- stats ----------------------------------------------------------------------------
 
@@ -446,6 +463,7 @@ class Ingestor:
                     self._flush()
                 self._commit_to_transport()
                 self._refresh_lag()
+                self._retention_if_due()
             if self._pending:
                 self._flush()  # the batch in hand when asked to stop
             self._drain()
@@ -496,6 +514,40 @@ class Ingestor:
             return
         self._last_lag = now
         self._update(lag=self.consumer.lag())
+
+    def _retention_if_due(self) -> None:
+        """Drop raw events older than ``params.retention_days`` when a run is due.
+
+        Runs on the loop's own connection in a short transaction of its own, never in a
+        batch's; a failure other than the database being down is logged and retried at
+        the next period rather than stopping ingest.
+        """
+        days = self.params.retention_days
+        now = time.monotonic()
+        if days is None or now < self._next_retention:
+            return
+        self._next_retention = now + self.params.retention_every_s
+
+        def enforce(conn: psycopg.Connection[Any]) -> dict[str, int]:
+            if not conn.autocommit:
+                conn.rollback()
+            if self._capabilities is None:
+                self._capabilities = detect(conn)
+                if not conn.autocommit:
+                    conn.rollback()
+            return enforce_retention(conn, self._capabilities, days, self._clock())
+
+        try:
+            done = self._with_db(enforce)
+        except psycopg.Error as error:
+            log.warning("retention failed, retrying later: %s", str(error).strip())
+            return
+        if done and any(done.values()):
+            log.info(
+                "retention of %d days: %s",
+                days,
+                ", ".join(f"{table} {n}" for table, n in done.items() if n),
+            )
 
     def _flush(self) -> None:
         """Prepare the pending records and hand them to the writer thread."""
@@ -693,9 +745,24 @@ class Ingestor:
                 self._partition_time[tp] = (known[0], now)
 
     def _current_watermark(self) -> datetime | None:
-        """Event-time watermark: the slowest partition that is still delivering."""
+        """Event-time watermark: the slowest partition that still has something to deliver.
+
+        A partition holds the watermark back while it has a backlog or delivered within
+        ``IDLE_PARTITION_S``; a caught-up partition gone quiet (its vehicles stopped
+        sending) no longer does. While a partition with a backlog has delivered nothing
+        yet, the watermark stays where it is. Without this, a consumer working through a
+        backlog unevenly (Kafka fetches partition by partition) took the lagging
+        partitions' vehicles for silent.
+        """
         now = time.monotonic()
-        active = [t for t, seen in self._partition_time.values() if now - seen < IDLE_PARTITION_S]
+        lags = self.consumer.partition_lags()
+        if any(lag > 0 and tp not in self._partition_time for tp, lag in lags.items()):
+            return self._watermark
+        active = [
+            t
+            for tp, (t, seen) in self._partition_time.items()
+            if now - seen < IDLE_PARTITION_S or lags.get(tp, 0) > 0
+        ]
         if not active:
             active = [t for t, _ in self._partition_time.values()]
         if not active:

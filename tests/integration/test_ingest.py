@@ -8,8 +8,9 @@ its connections or is unreachable for a while loses and duplicates nothing.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -27,7 +28,7 @@ from ingest_helpers import (
 from fleetwatch.model import TELEMETRY_TOPIC, TOPICS, Telemetry
 from fleetwatch.pipeline.ingest import Ingestor, IngestParams
 from fleetwatch.store.db import DatabaseUnavailable, connect
-from fleetwatch.store.writer import Batch, OffsetConflict, write_batch
+from fleetwatch.store.writer import Batch, OffsetConflict, copy_events, telemetry_row, write_batch
 from fleetwatch.transport.local import LocalBroker
 
 GROUP = "test-ingest"
@@ -292,3 +293,49 @@ def test_alerts_are_resumed_only_by_the_owner_of_their_stream(db_dsn: str) -> No
     # 5 s) if this consumer had resumed it; the simulated battery is well above 22 %,
     # so the low-battery alert, which telemetry drives, is resolved by this consumer.
     assert states == {"collision_risk": "firing", "low_battery": "resolved"}
+
+
+def _store_old_telemetry(dsn: str, sample: Telemetry, age: timedelta) -> None:
+    """One telemetry row ``age`` old, written directly (no offsets, no rollups)."""
+    old = sample.model_copy(update={"time": sample.time - age, "event_id": uuid.uuid4()})
+    with connect(dsn) as conn, conn.transaction(), conn.cursor() as cur:
+        copy_events(cur, [telemetry_row(old, 0.0)], [], [])
+
+
+def _old_rows(dsn: str, age: timedelta) -> int:
+    with connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM telemetry WHERE time < now() - %s::interval", (age,)
+        ).fetchone()
+        conn.rollback()
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_loop_drops_raw_events_past_the_retention_periodically(db_dsn: str) -> None:
+    messages = simulate(vehicles=5, seconds=20)
+    sample = next(m for m in messages if isinstance(m, Telemetry))
+    age = timedelta(days=40)
+    _store_old_telemetry(db_dsn, sample, age)
+    broker = LocalBroker(2)
+    total = produce(broker.producer(), messages)
+    params = {"retention_days": 30, "retention_every_s": 0.2}
+    with Running(ingestor(broker, db_dsn, **params)) as running:
+        running.wait_consumed(total)
+        wait_until(lambda: _old_rows(db_dsn, timedelta(days=30)) == 0, what="retention")
+        # And again later: it is periodic, not only at start.
+        _store_old_telemetry(db_dsn, sample, age)
+        wait_until(lambda: _old_rows(db_dsn, timedelta(days=30)) == 0, what="second retention")
+    with connect(db_dsn) as conn:
+        assert stored_event_ids(conn) == Counter(str(m.event_id) for m in messages)
+
+
+def test_without_a_retention_the_loop_keeps_old_events(db_dsn: str) -> None:
+    messages = simulate(vehicles=3, seconds=10)
+    sample = next(m for m in messages if isinstance(m, Telemetry))
+    _store_old_telemetry(db_dsn, sample, timedelta(days=400))
+    broker = LocalBroker(2)
+    total = produce(broker.producer(), messages)
+    with Running(ingestor(broker, db_dsn, retention_every_s=0.0)) as running:
+        running.wait_consumed(total)
+    assert _old_rows(db_dsn, timedelta(days=30)) == 1
