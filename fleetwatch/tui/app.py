@@ -233,6 +233,7 @@ class FleetwatchApp(App[int]):
         self.fleet_order: tuple[str, ...] = ()
         self._seq = 0
         self._poll_timer: Timer | None = None
+        self._shown_screen: tuple[object, ...] | None = None
         self._retry_s = settings.ui.refresh_s
         if not animate:
             self.animation_level = "none"
@@ -373,7 +374,8 @@ class FleetwatchApp(App[int]):
         self.last_refresh = message.snapshot.taken_at
         if message.snapshot.fleet is not None:
             self.fleet_order = tuple(v.vehicle_id for v in message.snapshot.fleet.vehicles)
-        if not self.paused:
+        # Paused: live data is not redrawn, but what the user navigates to is shown.
+        if not self.paused or _screen_of(message.snapshot.request) != self._shown_screen:
             self._render_snapshot(message.snapshot)
         self._update_status_bar()
         self._schedule(self.settings.ui.refresh_s)
@@ -414,6 +416,7 @@ class FleetwatchApp(App[int]):
         return RenderContext(self.units, now)
 
     def _render_snapshot(self, snapshot: Snapshot) -> None:
+        self._shown_screen = _screen_of(snapshot.request)
         view = self._view(snapshot.request.view)
         try:
             view.show(snapshot, self.context())
@@ -723,6 +726,11 @@ class FleetwatchApp(App[int]):
 def _with_database_down(status: ServiceStatus, reason: str) -> ServiceStatus:
     log.debug("database down: %s", reason)
     return replace(status, database="down", database_detail="retrying")
+
+
+def _screen_of(request: ViewRequest) -> tuple[object, ...]:
+    """What a request shows, apart from the moment it was taken."""
+    return (request.view, request.window, request.vehicle_id, request.vehicle_at_key)
 
 
 def _user_name() -> str:

@@ -49,6 +49,16 @@ class ViewRequest:
     def start(self) -> datetime:
         return self.end - WINDOWS[self.window]
 
+    @property
+    def vehicle_at_key(self) -> datetime | None:
+        """The anchored moment when the vehicle view is anchored (it moves with ``end``
+        otherwise), for telling one screen from another."""
+        return (
+            self.vehicle_end
+            if self.vehicle_end is not None and self.vehicle_end < self.end
+            else None
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class FleetKpis:

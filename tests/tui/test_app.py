@@ -425,3 +425,13 @@ def test_clicking_a_window_in_the_selector_chooses_it(make_app: AppFactory) -> N
         assert app.window == "24h"
 
     drive(make_app(source), scenario)
+
+
+def test_navigation_while_paused_still_shows_the_chosen_view(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("space", "3")
+        await wait_for(pilot, lambda: bool(table(app, "alerts").shown_rows))
+        assert app.paused
+        assert "PAUSED" in status_text(app)
+
+    drive(make_app(), scenario)
