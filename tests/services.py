@@ -885,16 +885,33 @@ def stop_kafka(s: Settings, *, kill: bool = False) -> None:
         return
     if kill:
         os.kill(pid, signal.SIGKILL)
-        _wait_for(lambda: _kafka_pid(s) is None, 10, "Kafka kill")
+        _wait_for(lambda: _gone(pid), 10, "Kafka kill")
         s.kafka_pid_file.unlink(missing_ok=True)
         return
     os.kill(pid, signal.SIGTERM)  # controlled shutdown
     try:
-        _wait_for(lambda: _kafka_pid(s) is None, 60, "Kafka shutdown")
+        _wait_for(lambda: _gone(pid), 60, "Kafka shutdown")
     except ServiceError:
         os.kill(pid, signal.SIGKILL)
-        _wait_for(lambda: _kafka_pid(s) is None, 10, "Kafka kill")
+        _wait_for(lambda: _gone(pid), 10, "Kafka kill")
     s.kafka_pid_file.unlink(missing_ok=True)
+
+
+def _gone(pid: int) -> bool:
+    """True once every thread of ``pid`` has exited (reaping it if it is our child).
+
+    The JVM's main thread may exit before the others, which still hold the ports and
+    the log directory lock: an empty command line alone does not mean it is gone.
+    """
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    zombie = fields.get("State", "").strip().startswith("Z")
+    return zombie and int(fields.get("Threads", "1").strip() or 1) <= 1
 
 
 # --------------------------------------------------------------------------- commands
