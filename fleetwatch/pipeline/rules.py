@@ -451,9 +451,15 @@ class AlertEngine:
         if last is not None and time <= last:
             return
         vehicle.telemetry_time = time
+        watched = vehicle.watch_silence
         vehicle.watch_silence = True
         if vehicle.silent is not None:
             self._end_silence(vehicle, vehicle.silent, time)
+        elif watched and last is not None and time - last >= self._silent_after:
+            # A gap that no watermark tick saw (it fell inside one batch): record it
+            # after the fact, so the history does not depend on where batches were cut.
+            gap = self._start_silence(message.vehicle_id, vehicle, last, time)
+            self._end_silence(vehicle, gap, time)
         if vehicle.collision is not None:
             self._clear_collision_by(vehicle, time)
         limit_kmh = message.speed_limit_kmh
@@ -575,7 +581,7 @@ class AlertEngine:
 
     def _start_silence(
         self, vehicle_id: str, vehicle: _Vehicle, last_telemetry: datetime, watermark: datetime
-    ) -> None:
+    ) -> Alert:
         silent_s = (watermark - last_telemetry).total_seconds()
         fired_at = last_telemetry + self._silent_after
         alert = Alert(
@@ -592,6 +598,7 @@ class AlertEngine:
         vehicle.silent = alert
         self._open += 1
         self._record(fired_at, alert, None)
+        return alert
 
     def _extend_silence(self, alert: Alert, watermark: datetime) -> None:
         silent_s = (watermark - alert.first_seen).total_seconds()

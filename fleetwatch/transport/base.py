@@ -64,4 +64,7 @@ class Consumer(Protocol):
     def lag(self) -> int | None:
         """Messages behind the end of the assigned partitions, if known."""
 
+    def partition_lags(self) -> Mapping[TopicPartition, int]:
+        """Messages behind the end of each assigned partition whose lag is known."""
+
     def close(self) -> None: ...

@@ -363,22 +363,31 @@ class KafkaConsumer:
     def lag(self) -> int | None:
         if not self._assigned:
             return None
+        lags = self._lags()
+        return None if lags is None else sum(lags.values())
+
+    def partition_lags(self) -> dict[TopicPartition, int]:
+        return self._lags() or {}
+
+    def _lags(self) -> dict[TopicPartition, int] | None:
+        """Known lags only (a partition not fetched yet has no cached end offset);
+        None when the positions cannot be read."""
         tps = [KafkaTopicPartition(t, p) for t, p in self._assigned]
         try:
             positions = self._consumer.position(tps)
         except KafkaException:
             return None
-        total = 0
+        lags: dict[TopicPartition, int] = {}
         for tp in positions:
             try:
                 low, high = self._consumer.get_watermark_offsets(tp, cached=True)
             except KafkaException:
-                return None
+                continue
             position = tp.offset if tp.offset >= 0 else low
             if high < 0 or position < 0:
                 continue  # nothing fetched yet for this partition
-            total += max(0, high - position)
-        return total
+            lags[(tp.topic, tp.partition)] = max(0, high - position)
+        return lags
 
     def close(self) -> None:
         if self._closed:

@@ -305,12 +305,15 @@ class LocalConsumer:
     def lag(self) -> int | None:
         if not self._assigned:
             return None
+        return sum(self.partition_lags().values())
+
+    def partition_lags(self) -> dict[TopicPartition, int]:
         with self._broker._lock:
             logs = self._broker._logs
-            return sum(
-                logs[t][p].end - max(pos, logs[t][p].base)
+            return {
+                (t, p): logs[t][p].end - max(pos, logs[t][p].base)
                 for (t, p), pos in self._positions.items()
-            )
+            }
 
     def close(self) -> None:
         if self._closed:

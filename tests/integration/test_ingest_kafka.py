@@ -308,3 +308,46 @@ def test_a_second_group_on_the_same_database_is_refused(
     assert f"consumed by group '{prefix}group'" in err
     assert err.count("\n") == 1
     expect_exactly(db_dsn, messages)
+
+
+GAPS_SQL = """
+WITH steps AS (
+    SELECT vehicle_id, time,
+           lead(time) OVER (PARTITION BY vehicle_id ORDER BY time) AS next_time,
+           max(time) OVER () AS stream_end
+    FROM telemetry
+)
+SELECT vehicle_id, time FROM steps
+WHERE coalesce(next_time, stream_end) - time >= interval '30 seconds'
+ORDER BY vehicle_id, time
+"""
+
+
+def test_silent_alerts_match_real_gaps_when_a_backlog_is_consumed_unevenly(
+    kafka_bootstrap: str, db_dsn: str, prefix: str, env: dict[str, str]
+) -> None:
+    """Kafka hands a backlog over partition by partition; vehicles of the partitions
+    still waiting must not look silent. Every silent alert is a real gap of 30 s or more,
+    and every such gap has its alert."""
+    simulate_cmd = [
+        sys.executable, "-m", "fleetwatch", "simulate", "--kafka", kafka_bootstrap,
+        "--vehicles", "200", "--backfill", "30m", "--dropouts", "--seed", "11",
+        "--topic-prefix", prefix, "--partitions", str(PARTITIONS),
+    ]  # fmt: skip
+    produced = subprocess.run(simulate_cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert produced.returncode == 0, produced.stderr
+    code, _, err = finish(
+        ingest(kafka_bootstrap, db_dsn, prefix, env, "--stop-when-idle", "4"), 300
+    )
+    assert code == 0, err
+    with psycopg.connect(db_dsn) as conn:
+        gaps = [(str(v), t) for v, t in conn.execute(GAPS_SQL).fetchall()]
+        silences = [
+            (str(v), t)
+            for v, t in conn.execute(
+                "SELECT vehicle_id, first_seen FROM alerts WHERE rule = 'vehicle_silent'"
+                " ORDER BY vehicle_id, first_seen"
+            ).fetchall()
+        ]
+    assert gaps, "the simulated fleet had no dropouts to detect"
+    assert silences == gaps
