@@ -20,7 +20,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="vehicles to simulate (default 25)",
     )
-    parser.add_argument("--seed", dest="simulator.seed", type=int, help="simulator seed")
+    parser.add_argument(
+        "--seed", dest="simulator.seed", type=int, metavar="N", help="simulator seed (default 7)"
+    )
     parser.add_argument(
         "--no-simulator",
         dest="simulator.enabled",
