@@ -37,10 +37,13 @@ COUNTED_TABLES = (
     "vehicles",
     "vehicle_minute",
     "fleet_minute",
+    "perception_minute",
+    "perception_hist_minute",
     "alerts",
     "alert_transitions",
     "silences",
     "rejects",
+    "ingest_offsets",
 )
 
 
@@ -58,8 +61,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _add_db_flag(parser)
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions = [
-        sub.add_parser("migrate", help="apply pending schema migrations"),
-        sub.add_parser("status", help="which database, backend, schema version, size, row counts"),
+        sub.add_parser(
+            "migrate",
+            help="apply pending schema migrations",
+            description="Apply pending schema migrations (safe to run twice).",
+        ),
+        sub.add_parser(
+            "status",
+            help="which database, backend, schema version, size, row counts",
+            description="Which database, its backend and capabilities, schema version, "
+            "size and row counts.",
+        ),
         sub.add_parser("reset", help="delete the embedded database and all its data"),
     ]
     actions[2].add_argument("--yes", action="store_true", help="do not ask for confirmation")
