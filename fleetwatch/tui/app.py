@@ -242,6 +242,22 @@ class FleetwatchApp(App[int]):
         if settings.ui.keys:
             self.set_keymap(settings.ui.keys)
 
+    # ------------------------------------------------------------------ crashes
+
+    crash_reason: str | None = None
+    """Set when an unexpected error stopped the app; the CLI prints it as one sentence."""
+
+    def _handle_exception(self, error: Exception) -> None:
+        # Overrides Textual's handler (pinned version): the traceback goes to the log file.
+        log.error("the app stopped on an unexpected error", exc_info=error)
+        self.crash_reason = f"{type(error).__name__}: {error}"
+        super()._handle_exception(error)
+
+    def _print_error_renderables(self) -> None:
+        # Textual would print the traceback on the terminal; it is in the log file and
+        # the CLI says so in one sentence.
+        self._exit_renderables.clear()
+
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:

@@ -76,7 +76,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print("fleetwatch: stopping…", file=sys.stderr, flush=True)
         starting.stop()
     if app.return_code not in (None, 0):
-        where = f"; see {log_path}" if log_path else ""
-        print(f"fleetwatch: the app stopped with an error{where}", file=sys.stderr)
+        reason = f" ({app.crash_reason})" if app.crash_reason else ""
+        where = f"; the details are in {log_path}" if log_path else ""
+        print(f"fleetwatch: stopped by an unexpected error{reason}{where}", file=sys.stderr)
         return app.return_code or 1
     return 0

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
 
@@ -435,3 +436,26 @@ def test_navigation_while_paused_still_shows_the_chosen_view(make_app: AppFactor
         assert "PAUSED" in status_text(app)
 
     drive(make_app(), scenario)
+
+
+def test_an_unexpected_error_is_logged_and_summed_up_not_printed(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app()
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, rendered(app, "fleet"))
+            app.call_later(broken)
+            await pilot.pause()
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        asyncio.run(main())
+    assert app.crash_reason == "RuntimeError: a bug"
+    assert app.return_code == 1
+    assert "the app stopped on an unexpected error" in caplog.text
+    app._print_error_renderables()
+    assert not app._exit_renderables
