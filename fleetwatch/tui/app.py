@@ -326,10 +326,17 @@ class FleetwatchApp(App[int]):
         self.request_refresh()
         self._focus_view()
 
+    start_failure: str | None = None
+    """Why the services could not start; quitting then exits with status 1."""
+
     def on_services_failed(self, message: ServicesFailed) -> None:
+        self.start_failure = message.reason
         panel = self.query_one(StartupPanel)
         panel.show_step(f"{message.reason}\nPress q to quit.", 0.0)
         panel.add_class("-failed")
+
+    async def action_quit(self) -> None:
+        self.exit(return_code=1 if self.start_failure else 0)
 
     # ------------------------------------------------------------------ poll loop
 

@@ -75,6 +75,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         print("fleetwatch: stopping…", file=sys.stderr, flush=True)
         starting.stop()
+    if app.start_failure is not None:
+        print(f"fleetwatch: {app.start_failure}", file=sys.stderr)
+        return 1
     if app.return_code not in (None, 0):
         reason = f" ({app.crash_reason})" if app.crash_reason else ""
         where = f"; the details are in {log_path}" if log_path else ""

@@ -398,7 +398,8 @@ def test_start_up_failure_is_one_sentence_on_screen(make_app: AppFactory) -> Non
             await pilot.press("q")
 
     asyncio.run(main())
-    assert app.return_code == 0
+    assert app.start_failure == "cannot create the database directory /x."
+    assert app.return_code == 1
 
 
 def test_vehicle_view_without_a_choice_shows_the_first_vehicle(make_app: AppFactory) -> None:
