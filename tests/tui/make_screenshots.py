@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
+from textual.widgets import Static
 
 from fleetwatch.config import Settings, UiSettings
 from fleetwatch.tui.app import FleetwatchApp, create_app
 from fleetwatch.tui.screens.modals import DurationModal, HelpScreen
-from tests.tui.sample import FixedSource, FixedStatus, fixed_clock
+from tests.tui.sample import FixedSource, FixedStatus, GatedServices, fixed_clock
 
 SIZE = (120, 36)
 NARROW = (80, 24)
@@ -78,7 +79,13 @@ async def _down(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
     await _until(pilot, lambda: app.refresh_error is not None)
 
 
+async def _starting(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+    step = app.query_one("#startup-step", Static)
+    await _until(pilot, lambda: "migrating the schema" in str(step.render()))
+
+
 SHOTS: list[tuple[str, Steps, tuple[int, int]]] = [
+    ("0-starting", _starting, SIZE),
     ("1-fleet", _fleet, SIZE),
     ("2-vehicle", _press("down", "down", "enter", view="vehicle"), SIZE),
     ("3-alerts", _press("3", view="alerts"), SIZE),
@@ -93,10 +100,12 @@ SHOTS: list[tuple[str, Steps, tuple[int, int]]] = [
 
 
 async def _shoot(name: str, steps: Steps, size: tuple[int, int], out: Path) -> Path:
+    starting = steps is _starting
     app = create_app(
         Settings(ui=UiSettings(refresh_s=30.0)),
-        source=FixedSource(),
-        status=FixedStatus(),
+        source=None if starting else FixedSource(),
+        status=None if starting else FixedStatus(),
+        services=GatedServices(FixedSource(), hold_s=1) if starting else None,
         clock=fixed_clock,
         export_dir=Path(tempfile.gettempdir()),
         user="operator",

@@ -9,8 +9,11 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from fleetwatch.tui.snapshots import (
     WINDOWS,
@@ -417,3 +420,25 @@ class FixedStatus:
 
     def status(self) -> ServiceStatus:
         return self.value
+
+
+class GatedServices:
+    """Services that report start-up steps and wait for the test to let them finish."""
+
+    def __init__(self, source: FixedSource, fail: str | None = None, hold_s: float = 30) -> None:
+        self.source = source
+        self.fail = fail
+        self.hold_s = hold_s
+        self.release = threading.Event()
+        self.stopped = False
+
+    def start(self, progress: Callable[[str, float | None], None]) -> tuple[FixedSource, Any]:
+        progress("starting the embedded database", None)
+        progress("migrating the schema", 0.5)
+        self.release.wait(self.hold_s)
+        if self.fail:
+            raise SourceUnavailable(self.fail)
+        return self.source, FixedStatus()
+
+    def stop(self) -> None:
+        self.stopped = True

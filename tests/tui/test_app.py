@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -18,11 +17,10 @@ from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.screens.alerts import AlertsPane
 from fleetwatch.tui.screens.modals import DurationModal, HelpScreen
 from fleetwatch.tui.snapshots import AlertRow, VehicleRow
-from fleetwatch.tui.source import SourceUnavailable
 from fleetwatch.tui.widgets.bars import StatusBar, WindowSelector
 from fleetwatch.tui.widgets.table import SnapshotTable
 from tests.tui.conftest import SIZE, AppFactory, quiet_settings, rendered, wait_for
-from tests.tui.sample import FIXED_NOW, FixedSource, FixedStatus
+from tests.tui.sample import FIXED_NOW, FixedSource, GatedServices
 
 Scenario = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
 
@@ -344,27 +342,6 @@ def test_bindings_can_be_remapped_by_id_in_the_settings(make_app: AppFactory) ->
         assert ("t", "Next time window", "window.cycle") in app.screen.rows  # type: ignore[attr-defined]
 
     drive(make_app(settings=quiet_settings(keys={"window.cycle": "t"})), scenario)
-
-
-class GatedServices:
-    """Services that report start-up steps and wait for the test to let them finish."""
-
-    def __init__(self, source: FixedSource, fail: str | None = None) -> None:
-        self.source = source
-        self.fail = fail
-        self.release = threading.Event()
-        self.stopped = False
-
-    def start(self, progress: Callable[[str, float | None], None]) -> tuple[FixedSource, Any]:
-        progress("starting the embedded database", None)
-        progress("migrating the schema", 0.5)
-        self.release.wait(30)
-        if self.fail:
-            raise SourceUnavailable(self.fail)
-        return self.source, FixedStatus()
-
-    def stop(self) -> None:
-        self.stopped = True
 
 
 def test_start_up_shows_progress_then_the_fleet(make_app: AppFactory) -> None:

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from textual.pilot import Pilot
+from textual.widgets import Static
 
 from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.screens.modals import HelpScreen
 from tests.tui.conftest import NARROW, SIZE, AppFactory, rendered, wait_for
-from tests.tui.sample import FixedSource
+from tests.tui.sample import FixedSource, GatedServices
 
 SnapCompare = Callable[..., bool]
 
@@ -139,3 +140,16 @@ def test_help(snap_compare: SnapCompare, make_app: AppFactory) -> None:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=show)
+
+
+def test_starting(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    # Held until the screenshot is taken: then start-up completes and the app exits.
+    services = GatedServices(FixedSource(), hold_s=1)
+    app = make_app(services=services)
+
+    async def wait(pilot: Pilot[Any]) -> None:
+        step = app.query_one("#startup-step", Static)
+        await wait_for(pilot, lambda: "migrating the schema" in str(step.render()))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=wait)
