@@ -860,7 +860,10 @@ def _start_kafka_process(s: Settings) -> int | None:
 
 def _wait_kafka(s: Settings) -> None:
     def alive() -> None:
-        if _kafka_pid(s) is None:
+        # Not _kafka_pid(): the java launcher may re-exec itself, and for that moment its
+        # command line is empty.
+        pid = _read_pid(s.kafka_pid_file)
+        if pid is None or _gone(pid):
             tail = "\n".join(s.kafka_log.read_text(errors="replace").splitlines()[-20:])
             raise ServiceError(f"the Kafka broker exited (log: {s.kafka_log}):\n{tail}")
 
