@@ -97,7 +97,7 @@ def _battery_cell(vehicle: VehicleRow) -> Text:
 def _kmpi_cell(vehicle: VehicleRow, units: fmt.Units) -> Text:
     value = vehicle.km_per_intervention
     if value is None:
-        return Text("none", style="dim", justify="right")
+        return Text("no interv.", style="dim", justify="right")
     return Text(fmt.distance(value, units), justify="right")
 
 
