@@ -43,6 +43,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Final, Protocol
 
 import psycopg
@@ -81,6 +82,7 @@ def _minute(moment: datetime) -> int:
     return int(moment.timestamp()) // 60
 
 
+@lru_cache(maxsize=4096)
 def _bucket(minute: int) -> datetime:
     return _EPOCH + timedelta(minutes=minute)
 

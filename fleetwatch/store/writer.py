@@ -178,7 +178,7 @@ def perception_row(message: PerceptionEvent) -> PerceptionRow:
         m.time,
         m.vehicle_id,
         m.event_id,
-        m.object_class.value,
+        m.object_class._value_,  # the plain attribute: Enum.value is a slow descriptor
         m.distance_m,
         m.closing_speed_mps,
         m.bearing_deg,
@@ -193,7 +193,7 @@ def driving_row(message: DrivingEvent) -> DrivingRow:
         m.time,
         m.vehicle_id,
         m.event_id,
-        m.type.value,
+        m.type._value_,
         m.cause,
         m.detail,
         m.lat,
