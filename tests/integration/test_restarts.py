@@ -122,9 +122,9 @@ def servers() -> Iterator[Servers]:
         home = Path(tempfile.mkdtemp(prefix="restarts-", dir=base.cache))
     except OSError as error:
         _unavailable(f"no place for private test servers: {error}")
-    ports = {_free_port() for _ in range(3)}
-    if len(ports) < 3:
-        ports = {_free_port() for _ in range(3)}
+    ports: set[int] = set()
+    while len(ports) < 3:
+        ports.add(_free_port())
     pg_port, kafka_port, controller_port = sorted(ports)
     s = dataclasses.replace(
         base,
@@ -136,7 +136,7 @@ def servers() -> Iterator[Servers]:
     try:
         try:
             services.start_private(s)
-        except services.ServiceError as error:
+        except (services.ServiceError, OSError, psycopg.Error) as error:
             _unavailable(f"could not start private test servers: {error}")
         yield Servers(services, s)
     finally:
@@ -149,6 +149,9 @@ def servers() -> Iterator[Servers]:
 @pytest.fixture
 def db(servers: Servers) -> str:
     """DSN of a new, empty database on the private cluster (ingest applies the schema)."""
+    # Both servers up, even if an earlier test failed during an outage.
+    servers.start_broker()
+    servers.start_database()
     name = f"restart_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(servers.dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
