@@ -857,7 +857,7 @@ WHERE a.state = ANY(%(states)s)
   AND (%(start)s::timestamptz IS NULL OR a.last_seen >= %(start)s::timestamptz)
   AND (%(end)s::timestamptz IS NULL OR a.last_seen < %(end)s::timestamptz)
 ORDER BY CASE a.severity WHEN 'critical' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END,
-         a.last_seen DESC
+         a.last_seen DESC, a.first_seen DESC, a.vehicle_id, a.rule, a.alert_id
 LIMIT %(limit)s
 """
 
