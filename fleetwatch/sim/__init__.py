@@ -6,7 +6,7 @@
 or, without a producer, ``fleet.step(fleet.next_time)`` / ``backfill(fleet, duration)``.
 """
 
-from fleetwatch.sim.fleet import TICK, Fleet, Vehicle, backfill
+from fleetwatch.sim.fleet import TICK, Fleet, Vehicle, VehicleState, backfill
 from fleetwatch.sim.runner import Clock, Mode, Progress, SystemClock, run
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Progress",
     "SystemClock",
     "Vehicle",
+    "VehicleState",
     "backfill",
     "run",
 ]

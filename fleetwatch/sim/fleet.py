@@ -36,6 +36,7 @@ import random
 import uuid
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final, TypeVar
 
@@ -48,7 +49,14 @@ from fleetwatch.model import (
     Telemetry,
     WireModel,
 )
-from fleetwatch.sim.roads import CITIES, ROAD_CLASS_NAMES, RoadClass, Route, all_routes
+from fleetwatch.sim.roads import (
+    CITIES,
+    METRES_PER_DEGREE_LAT,
+    ROAD_CLASS_NAMES,
+    RoadClass,
+    Route,
+    all_routes,
+)
 
 TICK: Final = timedelta(seconds=1)
 """Event time covered by one :meth:`Fleet.step`."""
@@ -255,6 +263,50 @@ CHARGING: Final = 2
 STATE_NAMES: Final = ("driving", "dwell", "charging")
 
 
+@dataclass(frozen=True, slots=True)
+class VehicleState:
+    """A vehicle's last known state (its last telemetry, or its row in ``vehicles``).
+
+    A restarted simulator resumes each vehicle from it: same city and route, the
+    point of the route nearest ``lat``/``lon``, the same battery and odometer, the
+    trip it was on (if any) and its autopilot state.
+    """
+
+    route_id: str
+    lat: float
+    lon: float
+    battery_pct: float
+    odometer_km: float
+    autopilot: bool = True
+    trip_id: str | None = None
+    speed_kmh: float = 0.0
+    time: datetime | None = None
+    """Event time of the state: a vehicle whose state is newer than the fleet's start
+    waits (produces nothing) until the first tick after it, so vehicles stored up to
+    different times each continue from their own."""
+
+
+def nearest_position(route: Route, lat: float, lon: float) -> tuple[int, float]:
+    """Segment index and offset (m) of the point of ``route`` nearest ``lat``/``lon``."""
+    best = (0, 0.0)
+    best_d2 = math.inf
+    for index, seg in enumerate(route.segments):
+        m_lon = seg.metres_per_degree_lon
+        dx = (lon - seg.start_lon) * m_lon
+        dy = (lat - seg.start_lat) * METRES_PER_DEGREE_LAT
+        ux = seg.lon_per_m * m_lon
+        uy = seg.lat_per_m * METRES_PER_DEGREE_LAT
+        along = dx * ux + dy * uy
+        along = min(max(along, 0.0), seg.length_m * 0.999)
+        ex = dx - ux * along
+        ey = dy - uy * along
+        d2 = ex * ex + ey * ey
+        if d2 < best_d2:
+            best_d2 = d2
+            best = (index, along)
+    return best
+
+
 class Vehicle:
     """One simulated vehicle. Attributes are public for reading (tests, the TUI)."""
 
@@ -368,6 +420,53 @@ class Vehicle:
             self.trip_number = 1
             self.trip_id = f"{self.trip_prefix}-{self.trip_number:04d}"
             self.trip_left_m = rng.uniform(500.0, min(8000.0, route.length_m * 0.7))
+
+    def resume(self, state: VehicleState, routes: Mapping[str, Route]) -> None:
+        """Continue from ``state`` instead of the drawn start (see :class:`VehicleState`).
+
+        Only what the state does not say (personality, trip length left, dwell time) is
+        drawn, from this vehicle's generator, so the result stays deterministic.
+        """
+        rng = self.rng
+        route = routes.get(state.route_id)
+        if route is not None:
+            self.route = route
+            self.route_id = route.route_id
+            self.city = route.city
+            self.city_index = next(i for i, c in enumerate(CITIES) if c.name == route.city)
+            self.segments = route.segments
+            self.n_segments = len(route.segments)
+            self.seg_index, self.offset_m = nearest_position(route, state.lat, state.lon)
+            self.seg = self.segments[self.seg_index]
+        if math.isfinite(state.odometer_km) and state.odometer_km >= 0:
+            self.odometer_km = float(state.odometer_km)
+        if math.isfinite(state.battery_pct):
+            pct = min(max(state.battery_pct, 0.0), 100.0)
+            self.energy_kwh = self.capacity_kwh * pct / 100.0
+        self.autopilot = state.autopilot
+        self.manual_s = 0 if state.autopilot else rng.randrange(20, 300)
+        self.pace = self._draw_pace()
+        self.red_ahead = False
+        self.hold_s = 0
+        at_depot = self.seg_index == 0 and self.offset_m < 1.0
+        if state.trip_id is not None:
+            self.state = DRIVING
+            self.trip_id = state.trip_id
+            self.speed_mps = min(max(state.speed_kmh, 0.0) / 3.6, self.seg.limit_kmh / 3.6)
+            self.trip_left_m = rng.uniform(300.0, min(6000.0, self.route.length_m * 0.5))
+        elif at_depot and self.battery_pct < self.charge_target_pct:
+            self.state = CHARGING
+            self.trip_id = None
+            self.trip_left_m = math.inf
+            self.speed_mps = 0.0
+        else:
+            # Between trips (or driving empty to the depot): a short dwell, after which
+            # the usual rules pick the next trip or the way to the charger.
+            self.state = DWELL
+            self.trip_id = None
+            self.trip_left_m = math.inf
+            self.speed_mps = 0.0
+            self.dwell_s = rng.randrange(1, 60)
 
     # --- helpers ------------------------------------------------------------------
 
@@ -803,6 +902,12 @@ class Fleet:
     simulator continue those odometers instead of drawing new ones, so a vehicle's
     odometer never goes back across restarts; nothing else changes.
 
+    ``resume`` (vehicle id -> :class:`VehicleState`) makes a restarted simulator
+    continue each listed vehicle where it was: same city, route, position, battery,
+    odometer, trip and autopilot. Vehicles not listed start as usual. The stream is
+    still determined by (seed, start, resume); event ids come from generators seeded
+    with ``start``, so a run resumed at a later start never repeats an earlier id.
+
     ``dropouts=True`` makes vehicles lose contact now and then (about once in
     four hours, for 40-180 s): they keep driving, but nothing they produce in that
     time arrives, so "vehicle silent" alerts happen. Off by default, so every
@@ -816,6 +921,7 @@ class Fleet:
         start: datetime,
         *,
         odometers: Mapping[str, float] | None = None,
+        resume: Mapping[str, VehicleState] | None = None,
         dropouts: bool = False,
     ) -> None:
         if vehicles < 1:
@@ -832,10 +938,16 @@ class Fleet:
             Vehicle(i, seed, start, routes) for i in range(vehicles)
         )
         self.vehicle_ids: tuple[str, ...] = tuple(v.vehicle_id for v in self.vehicles)
+        self._waiting: list[tuple[Vehicle, datetime]] = []
         for vehicle in self.vehicles:
             reading = (odometers or {}).get(vehicle.vehicle_id)
             if reading is not None and math.isfinite(reading) and reading >= 0:
                 vehicle.odometer_km = float(reading)
+            state = (resume or {}).get(vehicle.vehicle_id)
+            if state is not None:
+                vehicle.resume(state, self.routes)
+                if state.time is not None and state.time >= start:
+                    self._waiting.append((vehicle, state.time))
         self._weather_rng = random.Random(f"fleetwatch-weather:{seed}:{start.isoformat()}")
         self.raining: list[bool] = [self._weather_rng.random() < 0.2 for _ in CITIES]
         self.next_time = start
@@ -863,12 +975,17 @@ class Fleet:
             if rng.random() < (RAIN_STOP_P if raining[i] else RAIN_START_P):
                 raining[i] = not raining[i]
         out: list[Message] = []
+        vehicles: Sequence[Vehicle] = self.vehicles
+        if self._waiting:
+            self._waiting = [(v, until) for v, until in self._waiting if now <= until]
+            held = {v for v, _ in self._waiting}
+            vehicles = [v for v in vehicles if v not in held]
         if not self.dropouts:
-            for vehicle in self.vehicles:
+            for vehicle in vehicles:
                 vehicle.tick(now, raining[vehicle.city_index], out)
         else:
             lost: list[Message] = []
-            for vehicle in self.vehicles:
+            for vehicle in vehicles:
                 if vehicle.silent_s <= 0 and vehicle.rng.random() < DROPOUT_START_P:
                     vehicle.silent_s = vehicle.rng.randrange(40, 180)
                 if vehicle.silent_s > 0:

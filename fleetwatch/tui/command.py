@@ -59,9 +59,25 @@ def setup_logging() -> Path | None:
     return path
 
 
+def no_producer(settings: Settings) -> bool:
+    """Whether the ingestor would read the in-process broker with no simulator feeding it."""
+    return (
+        settings.ingest.enabled
+        and not settings.simulator.enabled
+        and settings.kafka.bootstrap is None
+    )
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from fleetwatch.tui.runtime import AppServices, EarlyStart
 
+    if no_producer(settings):
+        print(
+            "fleetwatch: nothing would produce data: pass --kafka HOST:PORT to consume a real "
+            "fleet, --no-ingest to only view the database, or drop --no-simulator",
+            file=sys.stderr,
+        )
+        return 2
     log_path = setup_logging()
     services = AppServices(settings)
     # The database starts while Textual is imported and the screens are built.

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -24,13 +24,63 @@ from fleetwatch.tui.database import DatabaseSource
 from fleetwatch.tui.snapshots import BrokerState, DatabaseState, ServiceStatus
 from fleetwatch.tui.source import ProgressCallback, SourceUnavailable
 
+if TYPE_CHECKING:
+    from fleetwatch.sim.fleet import VehicleState
+
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 30.0
+CATCH_UP_SHOWN = timedelta(seconds=10)
+"""A catch-up longer than this is shown as backfill progress."""
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def stored_fleet_state(
+    conn: psycopg.Connection[Any],
+) -> tuple[dict[str, VehicleState], datetime | None]:
+    """Each stored vehicle's latest state, and the earliest of their last event times
+    (None if no vehicle has reported yet): partitions are ingested at their own pace, so
+    vehicles are stored up to different times, and each continues from its own."""
+    from fleetwatch.sim.fleet import VehicleState
+
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT vehicle_id, last_seen, route_id, lat, lon, battery_pct, odometer_km,"
+            " autopilot, trip_id, speed_kmh FROM vehicles"
+        )
+        rows = cur.fetchall()
+    states: dict[str, VehicleState] = {}
+    latest: datetime | None = None
+    for vehicle_id, seen, route_id, lat, lon, battery, odometer, autopilot, trip, speed in rows:
+        states[str(vehicle_id)] = VehicleState(
+            route_id=str(route_id),
+            lat=float(lat),
+            lon=float(lon),
+            battery_pct=float(battery),
+            odometer_km=float(odometer),
+            autopilot=bool(autopilot),
+            trip_id=None if trip is None else str(trip),
+            speed_kmh=float(speed),
+            time=seen,
+        )
+        if latest is None or seen < latest:
+            latest = seen
+    return states, latest
+
+
+def simulation_start(now: datetime, last_seen: datetime | None, backfill: timedelta) -> datetime:
+    """Where the simulator's event time starts: the second after ``last_seen`` (the stored event
+    if that lies within ``backfill`` of ``now`` (an interrupted backfill continues, a
+    restart fills its gap), else ``now - backfill``."""
+    earliest = now - backfill
+    if last_seen is not None:
+        following = last_seen.astimezone(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
+        if following >= earliest:
+            return following
+    return earliest
 
 
 class AppServices:
@@ -98,9 +148,7 @@ class AppServices:
         try:
             with connect(dsn) as conn:
                 apply_migrations(conn)
-                with conn.cursor() as cur:
-                    cur.execute("SELECT vehicle_id, odometer_km FROM vehicles")
-                    odometers = {str(r[0]): float(r[1]) for r in cur.fetchall()}
+                resume, last_seen = stored_fleet_state(conn)
                 conn.rollback()
         except DatabaseUnavailable as error:
             raise SourceUnavailable(str(error)) from None
@@ -114,7 +162,7 @@ class AppServices:
             self._start_ingestor(dsn)
         if settings.simulator.enabled:
             progress("starting the simulator", None)
-            self._start_simulator(odometers)
+            self._start_simulator(resume, last_seen)
         return DatabaseSource(dsn, settings.rules), self
 
     def _open_transport(self) -> None:
@@ -168,21 +216,20 @@ class AppServices:
 
         self._spawn("ingest", work)
 
-    def _start_simulator(self, odometers: dict[str, float]) -> None:
-        """Run the fleet in real time; on a first run (empty database) start it
-        ``backfill_hours`` in the past so it first produces that much history. A later
-        run continues the stored odometers."""
+    def _start_simulator(self, resume: dict[str, VehicleState], last_seen: datetime | None) -> None:
+        """Run the fleet in real time from :func:`simulation_start`: each vehicle
+        resumes its stored state, and the runner catches up to the clock at full speed
+        (shown as the backfill progress) before it runs at 1 Hz."""
         from fleetwatch.sim.fleet import Fleet
         from fleetwatch.sim.runner import Mode, Progress, run
 
         sim = self.settings.simulator
         now = self.clock().replace(microsecond=0)
-        first_run = not odometers
-        backfill = timedelta(hours=sim.backfill_hours) if first_run else timedelta(0)
-        start = now - backfill
-        fleet = Fleet(sim.vehicles, sim.seed, start, odometers=odometers)
-        if backfill > timedelta(0):
-            self._backfill = _Backfill(now, backfill)
+        start = simulation_start(now, last_seen, timedelta(hours=sim.backfill_hours))
+        fleet = Fleet(sim.vehicles, sim.seed, start, resume=resume)
+        if now - start > CATCH_UP_SHOWN:
+            self._backfill = _Backfill(now, now - start)
+        log.info("simulating %d vehicles from %s (%d resumed)", sim.vehicles, start, len(resume))
 
         def on_progress(progress: Progress) -> None:
             if self._backfill is not None:
@@ -296,7 +343,8 @@ class AppServices:
 
 
 class _Backfill:
-    """Progress of the first-run history: messages stored over messages to store.
+    """Progress of the catch-up (the first run's history, or the gap since the last
+    run): messages stored over messages to store.
 
     The simulator produces the history much faster than it is ingested, so progress is
     measured on the ingest side; the total is extrapolated from the share of event
