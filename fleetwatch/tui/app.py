@@ -397,6 +397,7 @@ class FleetwatchApp(App[int]):
         self.last_refresh = message.snapshot.taken_at
         if message.snapshot.fleet is not None:
             self.fleet_order = tuple(v.vehicle_id for v in message.snapshot.fleet.vehicles)
+        self._update_status_bar()  # first, so the views know whether history is loading
         # Paused: live data is not redrawn, but what the user navigates to is shown.
         if not self.paused or _screen_of(message.snapshot.request) != self._shown_screen:
             self._render_snapshot(message.snapshot)
@@ -436,16 +437,24 @@ class FleetwatchApp(App[int]):
 
     def context(self) -> RenderContext:
         now = self.last_snapshot.taken_at if self.last_snapshot else self.clock()
-        return RenderContext(self.units, now)
+        loading = self.status.backfill_pct if self.status is not None else None
+        return RenderContext(self.units, now, loading)
 
     def _render_snapshot(self, snapshot: Snapshot) -> None:
         self._shown_screen = _screen_of(snapshot.request)
         view = self._view(snapshot.request.view)
+        context = self.context()
         try:
-            view.show(snapshot, self.context())
+            view.show(snapshot, context)
         except Exception:  # a rendering bug must not take the monitor down
             log.exception("rendering %s failed", snapshot.request.view)
             view.set_notice("This view could not be drawn; see the log file.")
+            return
+        if context.loading_pct is not None:
+            view.set_notice(
+                f"Loading history: {context.loading_pct:.0f} %. Figures cover only what is "
+                "stored so far; vehicles show as loading until their data arrives."
+            )
 
     def _update_status_bar(self) -> None:
         status = self.status_source.status() if self.status_source is not None else None

@@ -18,6 +18,8 @@ class RenderContext:
 
     units: fmt.Units
     now: datetime
+    loading_pct: float | None = None
+    """Progress of the first-run history backfill; None once the history is stored."""
 
 
 class SnapshotFetched(Message):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -16,11 +17,11 @@ from textual.widgets import Static
 from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.screens.alerts import AlertsPane
 from fleetwatch.tui.screens.modals import DurationModal, HelpScreen
-from fleetwatch.tui.snapshots import AlertRow, VehicleRow
+from fleetwatch.tui.snapshots import AlertRow, ServiceStatus, VehicleRow
 from fleetwatch.tui.widgets.bars import StatusBar, WindowSelector
 from fleetwatch.tui.widgets.table import SnapshotTable
 from tests.tui.conftest import SIZE, AppFactory, quiet_settings, rendered, wait_for
-from tests.tui.sample import FIXED_NOW, FixedSource, GatedServices
+from tests.tui.sample import FIXED_NOW, FixedSource, FixedStatus, GatedServices
 
 Scenario = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
 
@@ -437,3 +438,27 @@ def test_an_unexpected_error_is_logged_and_summed_up_not_printed(
     assert "the app stopped on an unexpected error" in caplog.text
     app._print_error_renderables()
     assert not app._exit_renderables
+
+
+def test_backfill_shows_loading_history_not_silent_vehicles(make_app: AppFactory) -> None:
+    status = FixedStatus(
+        ServiceStatus(mode="embedded", database="up", broker="in-process", backfill_pct=42.0)
+    )
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        assert "Loading history: 42 %" in notice(app, "fleet")
+        assert any(row.status == "silent" for row in table(app, "fleet").shown_rows)
+        statuses = [
+            table(app, "fleet").get_cell(row.vehicle_id, "status").plain
+            for row in table(app, "fleet").shown_rows
+        ]
+        assert "silent" not in statuses  # shown as loading while history loads
+        assert "loading" in statuses
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        assert "Loading history: 42 %" in notice(app, "alerts")
+        status.value = replace(status.value, backfill_pct=None)
+        app.request_refresh()
+        await wait_for(pilot, lambda: notice(app, "alerts") == "")
+
+    drive(make_app(status=status), scenario)

@@ -15,8 +15,9 @@ from textual.widgets import Static
 
 from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.screens.modals import HelpScreen
+from fleetwatch.tui.snapshots import ServiceStatus
 from tests.tui.conftest import NARROW, SIZE, AppFactory, rendered, wait_for
-from tests.tui.sample import FixedSource, GatedServices
+from tests.tui.sample import FixedSource, FixedStatus, GatedServices
 
 SnapCompare = Callable[..., bool]
 
@@ -32,6 +33,12 @@ def ready(app: FleetwatchApp, view: str) -> Callable[[Pilot[Any]], Any]:
 
 def test_fleet(snap_compare: SnapCompare, make_app: AppFactory) -> None:
     app = make_app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready(app, "fleet"))
+
+
+def test_fleet_while_history_loads(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    status = ServiceStatus(mode="embedded", database="up", broker="in-process", backfill_pct=42.0)
+    app = make_app(status=FixedStatus(status))
     assert snap_compare(app, terminal_size=SIZE, run_before=ready(app, "fleet"))
 
 

@@ -15,7 +15,13 @@ from fleetwatch.tui.widgets.table import SnapshotTable
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}
 STATE_STYLE = {"firing": "bold red", "pending": "yellow", "resolved": "dim green"}
-STATUS_STYLE = {"moving": "green", "stopped": "yellow", "charging": "cyan", "silent": "bold red"}
+STATUS_STYLE = {
+    "moving": "green",
+    "stopped": "yellow",
+    "charging": "cyan",
+    "silent": "bold red",
+    "loading": "dim",
+}
 
 
 def styled(value: str, styles: dict[str, str]) -> Text:

@@ -23,8 +23,8 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
         Column(
             "status",
             "Status",
-            lambda v: styled(v.status, STATUS_STYLE),
-            lambda v: v.status,
+            lambda v: styled(_status(v, context), STATUS_STYLE),
+            lambda v: _status(v, context),
             width=9,
         ),
         Column(
@@ -79,6 +79,13 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
         ),
         Column("city", "City", lambda v: v.city, lambda v: v.city, width=16),
     ]
+
+
+def _status(vehicle: VehicleRow, context: RenderContext) -> str:
+    """A vehicle whose data is still being backfilled is loading, not silent."""
+    if vehicle.status == "silent" and context.loading_pct is not None:
+        return "loading"
+    return vehicle.status
 
 
 def _speed_cell(vehicle: VehicleRow, units: fmt.Units) -> Text:
