@@ -223,7 +223,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vehicles", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--seconds", type=int, default=60, help="event time simulated per run")
-    parser.add_argument("--batch", type=int, default=5000, help="rows per transaction")
+    parser.add_argument(
+        "--batch", type=int, default=IngestSettings().batch_max, help="rows per transaction"
+    )
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--db")
     parser.add_argument("--kafka")

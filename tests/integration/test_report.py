@@ -181,7 +181,7 @@ def test_db_status_and_migrate(loaded_dsn: str) -> None:
     assert code == 0
     assert "password=****" in text and "password=fleetwatch" not in text
     assert "TimescaleDB" in text
-    assert "version 002" in text
+    assert "version 003" in text
     assert "rows in telemetry" in text and "202" in text
     code, text = _run(command, ["db", "migrate", "--db", loaded_dsn])
     assert code == 0 and "up to date" in text
