@@ -1,7 +1,8 @@
 """`fleetwatch simulate`: run the fleet simulator as a headless Kafka producer.
 
-Creates the three topics if they are missing, continues the vehicles' odometers
-from the end of the telemetry topic (so a restart never winds them back), produces
+Creates the three topics if they are missing, continues each vehicle from its last
+state at the end of the telemetry topic (same city, route, position and battery; an
+odometer a restart never winds back), produces
 every message keyed by its vehicle id, prints a progress line every few seconds and
 the count per topic at the end. Ctrl-C (or SIGTERM) stops at the next tick, flushes
 and exits 0.
@@ -19,7 +20,7 @@ from fleetwatch import durations
 from fleetwatch.config import Settings
 from fleetwatch.model import DRIVING_TOPIC, PERCEPTION_TOPIC, TELEMETRY_TOPIC, TOPICS
 from fleetwatch.signals import Stopper, stop_on_signals
-from fleetwatch.sim.fleet import Fleet
+from fleetwatch.sim.fleet import TICK, Fleet
 from fleetwatch.sim.runner import Mode, Progress, SystemClock
 from fleetwatch.sim.runner import run as run_fleet
 
@@ -191,31 +192,32 @@ def _produce(
 ) -> dict[str, int]:
     from confluent_kafka import KafkaException
 
-    from fleetwatch.sim.resume import last_odometers
+    from fleetwatch.sim.resume import last_states
 
     sim = settings.simulator
     bootstrap = producer.bootstrap
     prefix: str = args.topic_prefix
     telemetry_topic = f"{prefix}{TELEMETRY_TOPIC}"
     try:
-        odometers = last_odometers(bootstrap, telemetry_topic, sim.vehicles, settings.kafka.client)
+        states = last_states(bootstrap, telemetry_topic, sim.vehicles, settings.kafka.client)
     except KafkaException as error:
         print(
-            f"fleetwatch simulate: cannot read the last odometers from {telemetry_topic} "
+            f"fleetwatch simulate: cannot read the vehicles' last states from {telemetry_topic} "
             f"({error}); starting new ones",
             file=sys.stderr,
         )
-        odometers = {}
-    fleet = Fleet(sim.vehicles, sim.seed, start, odometers=odometers, dropouts=args.dropouts)
+        states = {}
+    fleet = Fleet(sim.vehicles, sim.seed, start, resume=states, dropouts=args.dropouts)
     print(
         f"fleetwatch simulate: {sim.vehicles} vehicles, seed {sim.seed}, {plan}, "
         f"to Kafka at {bootstrap}",
         flush=True,
     )
-    continued = sum(1 for vehicle_id in fleet.vehicle_ids if vehicle_id in odometers)
+    continued = sum(1 for vehicle_id in fleet.vehicle_ids if vehicle_id in states)
     if continued:
         print(
-            f"  continuing the odometers of {continued} vehicles from {telemetry_topic}",
+            f"  continuing the odometers of {continued} vehicles, with their city, route, "
+            f"position and battery, from {telemetry_topic}",
             flush=True,
         )
 
@@ -233,7 +235,9 @@ def _produce(
         fleet,
         producer,
         mode=mode,
-        duration=args.duration,
+        # A backfill ends with the second the command started in, however long the
+        # topics took to create: the same number of ticks on a busy machine.
+        duration=args.duration if args.backfill is None else args.backfill + TICK,
         speedup=sim.speedup,
         clock=clock,
         stop=stopper.event,

@@ -1,9 +1,10 @@
-"""Reads the vehicles' last odometers from the end of a Kafka telemetry topic.
+"""Reads the vehicles' last states from the end of a Kafka telemetry topic.
 
-A restarted ``fleetwatch simulate`` passes them to ``Fleet(odometers=...)``, so each
-vehicle's odometer carries on from where the previous run left it instead of
-jumping (the ingestor ignores readings below the last one, and distance is last
-minus first reading, so a jump back would lose or distort distance).
+A restarted ``fleetwatch simulate`` passes them to ``Fleet(resume=...)``, so each
+vehicle carries on where the previous run left it: same city, route, position,
+battery and trip, and an odometer that does not jump (the ingestor ignores readings
+below the last one, and distance is last minus first reading, so a jump back would
+lose or distort distance).
 
 Every vehicle reports telemetry every second, so its last reading lies within the
 last few ticks' worth of records of its partition; only that tail is read.
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from fleetwatch.model import TELEMETRY_TOPIC, DecodeError, Telemetry, decode
+from fleetwatch.sim.fleet import VehicleState
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,21 @@ def last_odometers(
     client: Mapping[str, str] | None = None,
     timeout_s: float = 10.0,
 ) -> dict[str, float]:
-    """Highest odometer per vehicle in the tail of ``topic``; empty if it has none.
+    """Highest odometer per vehicle in the tail of ``topic``; see :func:`last_states`."""
+    states = last_states(bootstrap, topic, vehicles, client, timeout_s)
+    return {vehicle_id: state.odometer_km for vehicle_id, state in states.items()}
+
+
+def last_states(
+    bootstrap: str,
+    topic: str,
+    vehicles: int,
+    client: Mapping[str, str] | None = None,
+    timeout_s: float = 10.0,
+) -> dict[str, VehicleState]:
+    """Each vehicle's state in its reading with the highest odometer (its latest) in
+    the tail of ``topic``; empty if it has none. The states carry no time, so a fleet
+    resumed from them starts every vehicle at its own start.
 
     Reads about four ticks of ``vehicles`` per partition (at least 1,000 records) from
     the end of each partition. Records that do not decode are skipped. Raises
@@ -47,7 +63,7 @@ def last_odometers(
             **dict(client or {}),
         }
     )
-    found: dict[str, float] = {}
+    found: dict[str, VehicleState] = {}
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
@@ -83,9 +99,18 @@ def last_odometers(
                 except DecodeError:
                     continue
                 if isinstance(message, Telemetry):
-                    reading = message.odometer_km
-                    if reading > found.get(message.vehicle_id, -1.0):
-                        found[message.vehicle_id] = reading
+                    known = found.get(message.vehicle_id)
+                    if known is None or message.odometer_km >= known.odometer_km:
+                        found[message.vehicle_id] = VehicleState(
+                            route_id=message.route_id,
+                            lat=message.lat,
+                            lon=message.lon,
+                            battery_pct=message.battery_pct,
+                            odometer_km=message.odometer_km,
+                            autopilot=message.autopilot,
+                            trip_id=message.trip_id,
+                            speed_kmh=message.speed_kmh,
+                        )
         if remaining:
             log.warning("read the end of %s only partly within %.0f s", topic, timeout_s)
         return found

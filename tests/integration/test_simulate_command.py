@@ -122,7 +122,8 @@ def test_backfill_produces_every_message_keyed_by_vehicle(
     assert all(len(metadata[f"{topic_prefix}{t}"].partitions) == 3 for t in TOPICS)
 
 
-def test_a_second_run_continues_the_odometers(kafka_bootstrap: str, topic_prefix: str) -> None:
+def test_a_second_run_continues_each_vehicle(kafka_bootstrap: str, topic_prefix: str) -> None:
+    """Another seed, but every vehicle stays in its city and its odometer never goes back."""
     totals: Counter[str] = Counter()
     outputs = []
     for seed in ("1", "2"):
@@ -143,6 +144,7 @@ def test_a_second_run_continues_the_odometers(kafka_bootstrap: str, topic_prefix
     # Per vehicle, in the order produced (one partition per key): the odometer never
     # goes back, across the two runs too.
     last: dict[str, float] = {}
+    cities: dict[str, set[str]] = {}
     for topic, _partition, key, value in records:
         if topic != "vehicle_telemetry":
             continue
@@ -150,7 +152,9 @@ def test_a_second_run_continues_the_odometers(kafka_bootstrap: str, topic_prefix
         assert isinstance(message, Telemetry)
         assert message.odometer_km >= last.get(message.vehicle_id, 0.0)
         last[message.vehicle_id] = message.odometer_km
+        cities.setdefault(message.vehicle_id, set()).add(message.city)
     assert len(last) == 12
+    assert all(len(names) == 1 for names in cities.values())
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
