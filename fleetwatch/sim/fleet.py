@@ -263,6 +263,11 @@ CHARGING: Final = 2
 STATE_NAMES: Final = ("driving", "dwell", "charging")
 
 
+def vehicle_id_of(index: int) -> str:
+    """The id of a fleet's vehicle number ``index`` (from 0): ``AV-0001``..."""
+    return f"AV-{index + 1:04d}"
+
+
 @dataclass(frozen=True, slots=True)
 class VehicleState:
     """A vehicle's last known state (its last telemetry, or its row in ``vehicles``).
@@ -354,7 +359,7 @@ class Vehicle:
     def __init__(self, index: int, seed: int, start: datetime, routes: Sequence[Route]) -> None:
         rng = random.Random(f"fleetwatch-sim:{seed}:{start.isoformat()}:{index}")
         self.rng = rng
-        self.vehicle_id = f"AV-{index + 1:04d}"
+        self.vehicle_id = vehicle_id_of(index)
         route = routes[rng.randrange(len(routes))]
         self.route = route
         self.route_id = route.route_id

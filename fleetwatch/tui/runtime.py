@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -38,12 +38,8 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def stored_fleet_state(
-    conn: psycopg.Connection[Any],
-) -> tuple[dict[str, VehicleState], datetime | None]:
-    """Each stored vehicle's latest state, and the earliest of their last event times
-    (None if no vehicle has reported yet): partitions are ingested at their own pace, so
-    vehicles are stored up to different times, and each continues from its own."""
+def stored_fleet_state(conn: psycopg.Connection[Any]) -> dict[str, VehicleState]:
+    """Each stored vehicle's latest state, with the event time of its last reading."""
     from fleetwatch.sim.fleet import VehicleState
 
     with conn.cursor() as cur:
@@ -52,10 +48,8 @@ def stored_fleet_state(
             " autopilot, trip_id, speed_kmh FROM vehicles"
         )
         rows = cur.fetchall()
-    states: dict[str, VehicleState] = {}
-    latest: datetime | None = None
-    for vehicle_id, seen, route_id, lat, lon, battery, odometer, autopilot, trip, speed in rows:
-        states[str(vehicle_id)] = VehicleState(
+    return {
+        str(vehicle_id): VehicleState(
             route_id=str(route_id),
             lat=float(lat),
             lon=float(lon),
@@ -66,15 +60,28 @@ def stored_fleet_state(
             speed_kmh=float(speed),
             time=seen,
         )
-        if latest is None or seen < latest:
-            latest = seen
-    return states, latest
+        for vehicle_id, seen, route_id, lat, lon, battery, odometer, autopilot, trip, speed in rows
+    }
+
+
+def resume_point(states: Mapping[str, VehicleState], vehicles: int) -> datetime | None:
+    """The earliest last reading among the fleet's ``vehicles`` (None if none reported):
+    partitions are ingested at their own pace, so vehicles are stored up to different
+    times; the fleet starts after the earliest and each vehicle waits for its own."""
+    from fleetwatch.sim.fleet import vehicle_id_of
+
+    times = [
+        state.time
+        for index in range(vehicles)
+        if (state := states.get(vehicle_id_of(index))) is not None and state.time is not None
+    ]
+    return min(times) if times else None
 
 
 def simulation_start(now: datetime, last_seen: datetime | None, backfill: timedelta) -> datetime:
-    """Where the simulator's event time starts: the second after ``last_seen`` (the stored event
-    if that lies within ``backfill`` of ``now`` (an interrupted backfill continues, a
-    restart fills its gap), else ``now - backfill``."""
+    """Where the simulator's event time starts: the second after ``last_seen`` (see
+    :func:`resume_point`) if that lies within ``backfill`` of ``now``, so an interrupted
+    backfill continues and a restart fills its gap; else ``now - backfill``."""
     earliest = now - backfill
     if last_seen is not None:
         following = last_seen.astimezone(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
@@ -148,7 +155,7 @@ class AppServices:
         try:
             with connect(dsn) as conn:
                 apply_migrations(conn)
-                resume, last_seen = stored_fleet_state(conn)
+                resume = stored_fleet_state(conn)
                 conn.rollback()
         except DatabaseUnavailable as error:
             raise SourceUnavailable(str(error)) from None
@@ -162,7 +169,7 @@ class AppServices:
             self._start_ingestor(dsn)
         if settings.simulator.enabled:
             progress("starting the simulator", None)
-            self._start_simulator(resume, last_seen)
+            self._start_simulator(resume)
         return DatabaseSource(dsn, settings.rules), self
 
     def _open_transport(self) -> None:
@@ -216,7 +223,7 @@ class AppServices:
 
         self._spawn("ingest", work)
 
-    def _start_simulator(self, resume: dict[str, VehicleState], last_seen: datetime | None) -> None:
+    def _start_simulator(self, resume: dict[str, VehicleState]) -> None:
         """Run the fleet in real time from :func:`simulation_start`: each vehicle
         resumes its stored state, and the runner catches up to the clock at full speed
         (shown as the backfill progress) before it runs at 1 Hz."""
@@ -225,6 +232,7 @@ class AppServices:
 
         sim = self.settings.simulator
         now = self.clock().replace(microsecond=0)
+        last_seen = resume_point(resume, sim.vehicles)
         start = simulation_start(now, last_seen, timedelta(hours=sim.backfill_hours))
         fleet = Fleet(sim.vehicles, sim.seed, start, resume=resume)
         if now - start > CATCH_UP_SHOWN:

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 
 from fleetwatch.config import Settings
-from fleetwatch.tui.runtime import AppServices, simulation_start
+from fleetwatch.sim import VehicleState
+from fleetwatch.tui.runtime import AppServices, resume_point, simulation_start
 
 VEHICLES = 5
 BACKFILL_HOURS = 1.0
@@ -122,3 +123,17 @@ def test_the_simulation_starts_after_the_latest_stored_event_within_the_backfill
     assert simulation_start(now, now - span + timedelta(seconds=1), span) == now - span + (
         timedelta(seconds=2)
     )
+
+
+def test_the_fleet_resumes_after_its_own_earliest_last_reading() -> None:
+    seen = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+
+    def state(minutes_ago: int) -> VehicleState:
+        return VehicleState(
+            "sf-grid", 0.0, 0.0, 50.0, 1.0, time=seen - timedelta(minutes=minutes_ago)
+        )
+
+    states = {"AV-0001": state(1), "AV-0002": state(3), "AV-0009": state(60)}
+    assert resume_point(states, 2) == seen - timedelta(minutes=3)
+    assert resume_point(states, 9) == seen - timedelta(minutes=60)
+    assert resume_point({}, 2) is None
