@@ -72,6 +72,20 @@ def stamp(moment: datetime) -> str:
     return moment.strftime("%m-%d %H:%M:%S")
 
 
+CAUSE_WORDS: Final = {
+    "double_parked_vehicle": "double-parked vehicle",
+    "cut_in": "cut-in",
+    "cyclist_close": "cyclist close by",
+}
+
+
+def words(code: str) -> str:
+    """A snake_case code in words: ``double_parked_vehicle`` reads "double-parked vehicle"."""
+    if not code:
+        return "-"
+    return CAUSE_WORDS.get(code, code.replace("_", " "))
+
+
 def count(value: int) -> str:
     return f"{value:,}"
 

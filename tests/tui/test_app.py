@@ -14,13 +14,14 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
 
+from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.screens.alerts import AlertsPane
 from fleetwatch.tui.screens.modals import DurationModal, HelpScreen
 from fleetwatch.tui.snapshots import AlertRow, ServiceStatus, VehicleRow
 from fleetwatch.tui.widgets.bars import StatusBar, WindowSelector
 from fleetwatch.tui.widgets.table import SnapshotTable
-from tests.tui.conftest import SIZE, AppFactory, quiet_settings, rendered, wait_for
+from tests.tui.conftest import NARROW, SIZE, AppFactory, quiet_settings, rendered, wait_for
 from tests.tui.sample import FIXED_NOW, FixedSource, FixedStatus, GatedServices
 
 Scenario = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
@@ -462,3 +463,37 @@ def test_backfill_shows_loading_history_not_silent_vehicles(make_app: AppFactory
         await wait_for(pilot, lambda: notice(app, "alerts") == "")
 
     drive(make_app(status=status), scenario)
+
+
+def test_a_narrow_terminal_drops_less_useful_columns_first(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        fleet = table(app, "fleet")
+        keys = [str(key.value) for key in fleet.columns]
+        assert "kmpi" in keys and "alerts" in keys
+        assert "city" not in keys and "battery" not in keys
+        header, _rows = fleet.export_rows()
+        assert "City" in header  # the export keeps every column
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        alerts = table(app, "alerts")
+        keys = [str(key.value) for key in alerts.columns]
+        assert {"last", "count", "summary"} <= set(keys)
+        width = sum(c.get_render_width(alerts) for c in alerts.columns.values())
+        assert width <= alerts.size.width
+
+    drive(make_app(), scenario, size=NARROW)
+
+
+def test_cut_cells_end_in_an_ellipsis_and_causes_read_as_words(make_app: AppFactory) -> None:
+    assert fmt.words("double_parked_vehicle") == "double-parked vehicle"
+    assert fmt.words("planner_timeout") == "planner timeout"
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("4")
+        await wait_for(pilot, rendered(app, "interventions"))
+        events = table(app, "interventions")
+        row = events.shown_rows[0]
+        cell = events.get_cell(f"{row.time.isoformat()}/{row.vehicle_id}/{row.type}", "cause")
+        assert cell.overflow == "ellipsis" and cell.no_wrap
+
+    drive(make_app(), scenario)

@@ -35,8 +35,9 @@ def alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
             lambda a: styled(a.severity, SEVERITY_STYLE),
             lambda a: SEVERITY_RANK.get(a.severity, 9),
             width=8,
+            drop=1,
         ),
-        Column("rule", "Rule", lambda a: a.rule, lambda a: a.rule, width=15),
+        Column("rule", "Rule", lambda a: a.rule, lambda a: a.rule, width=14),
         Column("vehicle", "Vehicle", lambda a: a.vehicle_id, lambda a: a.vehicle_id, width=9),
         Column(
             "first",
@@ -45,14 +46,15 @@ def alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
             lambda a: a.first_seen,
             export=lambda a: a.first_seen.isoformat(),
             width=14,
+            drop=2,
         ),
         Column(
             "last",
             "Last seen",
-            lambda a: f"{fmt.stamp(a.last_seen)} ({fmt.age(a.last_seen, now)})",
+            lambda a: fmt.age(a.last_seen, now),
             lambda a: a.last_seen,
             export=lambda a: a.last_seen.isoformat(),
-            width=20,
+            width=9,
         ),
         Column(
             "count",
@@ -61,7 +63,7 @@ def alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
             lambda a: a.count,
             width=6,
         ),
-        Column("summary", "Summary", lambda a: a.summary, lambda a: a.summary, width=32),
+        Column("summary", "Summary", lambda a: a.summary, lambda a: a.summary, width=14, flex=True),
     ]
 
 

@@ -42,6 +42,7 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
             lambda v: v.battery_pct,
             export=lambda v: round(v.battery_pct, 1),
             width=12,
+            drop=2,
         ),
         Column(
             "autopilot",
@@ -49,6 +50,7 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
             lambda v: Text("on", style="green") if v.autopilot else Text("off", style="yellow"),
             lambda v: v.autopilot,
             width=9,
+            drop=1,
         ),
         Column(
             "last_seen",
@@ -77,7 +79,7 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
             ),
             width=11,
         ),
-        Column("city", "City", lambda v: v.city, lambda v: v.city, width=16),
+        Column("city", "City", lambda v: v.city, lambda v: v.city, width=16, drop=3),
     ]
 
 

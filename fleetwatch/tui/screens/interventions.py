@@ -37,7 +37,7 @@ def intervention_columns(context: RenderContext) -> list[Column[DrivingEventRow]
             lambda e: e.type,
             width=13,
         ),
-        Column("cause", "Cause", lambda e: e.cause or "-", lambda e: e.cause, width=20),
+        Column("cause", "Cause", lambda e: fmt.words(e.cause), lambda e: e.cause, width=20),
         Column(
             "place",
             "Place",

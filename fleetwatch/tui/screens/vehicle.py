@@ -47,13 +47,16 @@ def event_columns(context: RenderContext) -> list[Column[DrivingEventRow]]:
             width=8,
         ),
         Column("type", "Event", lambda e: _event_type(e.type), lambda e: e.type, width=13),
-        Column("cause", "Cause", lambda e: e.cause or "-", lambda e: e.cause, width=16),
+        Column(
+            "cause", "Cause", lambda e: fmt.words(e.cause), lambda e: e.cause, width=12, flex=True
+        ),
         Column(
             "speed",
             "Speed",
             lambda e: fmt.speed(e.speed_kmh, context.units),
             lambda e: e.speed_kmh,
             width=8,
+            drop=1,
         ),
     ]
 

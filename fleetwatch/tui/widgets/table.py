@@ -33,6 +33,10 @@ class Column(Generic[T]):
     width: int | None = None
     export: Callable[[T], Any] | None = None
     """The CSV value; defaults to the rendered cell's plain text."""
+    drop: int = 0
+    """On a narrow table, columns give way highest ``drop`` first (0: never)."""
+    flex: bool = False
+    """Takes the width the other shown columns leave, but never less than ``width``."""
 
 
 class SnapshotTable(DataTable[Cell], Generic[T]):
@@ -90,10 +94,50 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         self._shown: list[T] = []
         self._by_key: dict[str, T] = {}
         self._cells_by_key: dict[str, list[Cell]] = {}
+        self._visible: tuple[Column[T], ...] = self.spec
+        self._widths: dict[str, int | None] = {}
 
     def on_mount(self) -> None:
-        for column in self.spec:
-            self.add_column(self._header(column), key=column.key, width=column.width)
+        self._add_columns()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _add_columns(self) -> None:
+        for column in self._visible:
+            width = self._widths.get(column.key, column.width)
+            self.add_column(self._header(column), key=column.key, width=width)
+
+    def _fit(self) -> None:
+        """Choose the columns (and the flexible column's width) for the table's width."""
+        available = self.size.width - self.styles.scrollbar_size_vertical
+        if available <= 0:
+            return
+        pad = 2 * self.cell_padding
+        shown = list(self.spec)
+
+        def total() -> int:
+            return sum((c.width or len(c.label) + 2) + pad for c in shown)
+
+        for column in sorted((c for c in self.spec if c.drop), key=lambda c: -c.drop):
+            if total() <= available:
+                break
+            shown.remove(column)
+        widths: dict[str, int | None] = {c.key: c.width for c in shown}
+        for column in shown:
+            if column.flex and column.width is not None:
+                widths[column.key] = max(column.width, column.width + available - total())
+        if tuple(shown) == self._visible and widths == self._widths:
+            return
+        previous = self.current_row()
+        self._visible = tuple(shown)
+        self._widths = widths
+        self.clear(columns=True)
+        self._cells_by_key = {}
+        self._add_columns()
+        self._rebuild()
+        if previous is not None:
+            self.move_to_key(self._row_key(previous))
 
     # -- data -----------------------------------------------------------------
 
@@ -109,6 +153,8 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
     def set_spec(self, columns: Sequence[Column[T]]) -> None:
         """Replace the column renderers (same keys), e.g. after a change of units."""
         self.spec = tuple(columns)
+        keys = {c.key for c in self._visible}
+        self._visible = tuple(c for c in self.spec if c.key in keys)
         if self.is_mounted:
             self._refresh_headers()
 
@@ -154,7 +200,7 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
     # -- actions ----------------------------------------------------------------
 
     def action_cycle_sort(self) -> None:
-        keys = [column.key for column in self.spec]
+        keys = [column.key for column in self._visible]
         if self.sort_column not in keys:
             self.sort_by(keys[0], reverse=False)
             return
@@ -190,7 +236,7 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         are re-measured, and only when a label changed: re-measuring means every cell."""
         changed = False
         remeasure = False
-        for column in self.spec:
+        for column in self._visible:
             found = self.columns.get(column.key)  # type: ignore[call-overload]
             label = self._header(column)
             if found is not None and found.label != label:
@@ -218,11 +264,16 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         return all(word in haystack for word in self.filter_text.lower().split())
 
     def _cells(self, row: T) -> list[Cell]:
-        # Text cells skip DataTable's markup parsing of plain strings.
-        return [
-            cell if isinstance(cell, Text) else Text(cell)
-            for cell in (c.render(row) for c in self.spec)
-        ]
+        # Text cells skip DataTable's markup parsing of plain strings; a cell wider than
+        # its column ends in "…" rather than being cut mid-word without a sign.
+        cells: list[Cell] = []
+        for column in self._visible:
+            cell = column.render(row)
+            text = cell if isinstance(cell, Text) else Text(cell)
+            text.no_wrap = True
+            text.overflow = "ellipsis"
+            cells.append(text)
+        return cells
 
     def _rebuild(self) -> None:
         if not self.is_mounted:
@@ -270,7 +321,7 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
             new = self._cells(row)
             for index, (before, after) in enumerate(zip(old, new, strict=True)):
                 if before != after:
-                    column_key = self.spec[index].key
+                    column_key = self._visible[index].key
                     wider = after.cell_len > widths.get(column_key, 0)  # type: ignore[union-attr]
                     self.update_cell(key, column_key, after, update_width=wider)
             self._cells_by_key[key] = new
