@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import getpass
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -663,12 +664,26 @@ class FleetwatchApp(App[int]):
 
     def action_export(self) -> None:
         table = self._current_view().main_table()
+        if self.start_failure is not None or self.source is None or self.last_snapshot is None:
+            self.notify("Nothing to export: no data has been loaded.", severity="warning")
+            return
         if table is None:
             self.notify("This view has no table to export.", severity="warning")
             return
         header, rows = table.export_rows()
+        what: str = self.view
+        empty = f"Nothing to export: the {self.view} table is empty."
+        if self.view == "vehicle" and self.vehicle_id is not None:
+            what = "vehicle-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self.vehicle_id) + "-events"
+            empty = (
+                f"Nothing to export: {self.vehicle_id} has no driving events "
+                f"in the last {self.window}."
+            )
+        if not rows:
+            self.notify(empty, severity="warning")
+            return
         stamp = self.clock().strftime("%Y%m%d-%H%M%S")
-        path = self.export_dir / f"fleetwatch-{self.view}-{self.window}-{stamp}.csv"
+        path = self.export_dir / f"fleetwatch-{what}-{self.window}-{stamp}.csv"
         self._export(path, header, rows)
 
     @work(thread=True, group="export", exit_on_error=False)

@@ -275,7 +275,7 @@ def test_export_writes_the_visible_table(make_app: AppFactory) -> None:
         assert path.name == "fleetwatch-fleet-1h-20261127-143000.csv"
         with path.open(newline="") as handle:
             rows = list(csv.reader(handle))
-        assert rows[0][:3] == ["Vehicle", "Status", "Speed"]
+        assert rows[0][:4] == ["Vehicle", "Status", "Speed (km/h)", "Battery (%)"]
         assert [r[0] for r in rows[1:]] == [v.vehicle_id for v in fleet.shown_rows]
         assert all(r[-1] == "Austin" for r in rows[1:])
         assert str(path) in next(iter(app._notifications)).message
@@ -497,3 +497,44 @@ def test_cut_cells_end_in_an_ellipsis_and_causes_read_as_words(make_app: AppFact
         assert cell.overflow == "ellipsis" and cell.no_wrap
 
     drive(make_app(), scenario)
+
+
+def test_export_on_the_vehicle_view_names_the_vehicle_and_says_when_empty(
+    make_app: AppFactory,
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("u", "enter")
+        await wait_for(pilot, rendered(app, "vehicle"))
+        events = table(app, "vehicle")
+        await pilot.press("e")
+        if events.shown_rows:
+            await wait_for(pilot, lambda: any(app.export_dir.glob("*.csv")))
+            path = next(app.export_dir.glob("*.csv"))
+            assert path.name.startswith(f"fleetwatch-vehicle-{app.vehicle_id}-events-")
+            with path.open(newline="") as handle:
+                header = next(csv.reader(handle))
+            assert header[0] == "Time (UTC)" and header[-1] == "Speed (mph)"
+        events.show_rows(())
+        await pilot.press("e")
+        await wait_for(pilot, lambda: "has no driving events" in _last_notice(app))
+
+    drive(make_app(), scenario)
+
+
+def test_export_says_there_is_nothing_when_the_database_failed(make_app: AppFactory) -> None:
+    async def main() -> None:
+        services = GatedServices(FixedSource(), fail="Cannot reach the database.")
+        services.release.set()
+        app = make_app(services=services)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.start_failure is not None)
+            await pilot.press("e")
+            await wait_for(pilot, lambda: "Nothing to export" in _last_notice(app))
+            assert not app.export_dir.exists() or not any(app.export_dir.iterdir())
+
+    asyncio.run(main())
+
+
+def _last_notice(app: FleetwatchApp) -> str:
+    notes = list(app._notifications)
+    return notes[-1].message if notes else ""

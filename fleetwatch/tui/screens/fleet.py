@@ -33,6 +33,7 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
             lambda v: _speed_cell(v, units),
             lambda v: v.speed_kmh,
             export=lambda v: round(fmt.speed_value(v.speed_kmh, units), 1),
+            export_label=f"Speed ({fmt.speed_unit(units)})",
             width=9,
         ),
         Column(
@@ -41,6 +42,7 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
             _battery_cell,
             lambda v: v.battery_pct,
             export=lambda v: round(v.battery_pct, 1),
+            export_label="Battery (%)",
             width=12,
             drop=2,
         ),
@@ -58,6 +60,7 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
             lambda v: fmt.age(v.last_seen, context.now),
             lambda v: -v.last_seen.timestamp(),
             export=lambda v: v.last_seen.isoformat(),
+            export_label="Last seen (UTC)",
             width=9,
         ),
         Column(

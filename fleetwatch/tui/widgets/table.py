@@ -33,6 +33,8 @@ class Column(Generic[T]):
     width: int | None = None
     export: Callable[[T], Any] | None = None
     """The CSV value; defaults to the rendered cell's plain text."""
+    export_label: str | None = None
+    """The CSV header when it needs more than the label, such as the unit."""
     drop: int = 0
     """On a narrow table, columns give way highest ``drop`` first (0: never)."""
     flex: bool = False
@@ -184,7 +186,7 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
 
     def export_rows(self) -> tuple[list[str], list[list[Any]]]:
         """Header labels and the displayed rows as plain values, for CSV."""
-        header = [column.label for column in self.spec]
+        header = [column.export_label or column.label for column in self.spec]
         body: list[list[Any]] = []
         for row in self._shown:
             values: list[Any] = []
