@@ -79,6 +79,9 @@ from fleetwatch.tui.widgets.table import SnapshotTable
 log = logging.getLogger(__name__)
 
 MAX_RETRY_S = 10.0
+START_FAILURE_HINT = (
+    "Check --db / FLEETWATCH_DB (and --kafka / FLEETWATCH_KAFKA) and that the servers are up."
+)
 
 VIEW_TITLES: dict[ViewName, str] = {
     "fleet": "Fleet",
@@ -333,8 +336,14 @@ class FleetwatchApp(App[int]):
     def on_services_failed(self, message: ServicesFailed) -> None:
         self.start_failure = message.reason
         panel = self.query_one(StartupPanel)
-        panel.show_step(f"{message.reason}\nPress q to quit.", 0.0)
+        panel.show_step(
+            f"{message.reason}\n{START_FAILURE_HINT}\nPress q to quit.",
+            0.0,
+        )
         panel.add_class("-failed")
+        self.set_focus(None)  # the hidden views' keys (sort, filter) do not apply
+        self._update_status_bar()
+        self.refresh_bindings()
 
     async def action_quit(self) -> None:
         self.exit(return_code=1 if self.start_failure else 0)
@@ -467,6 +476,7 @@ class FleetwatchApp(App[int]):
             paused=self.paused,
             last_refresh=self.last_refresh,
             refresh_error=None,
+            start_failed=self.start_failure is not None,
         )
         self.sub_title = "PAUSED" if self.paused else ""
 
@@ -477,7 +487,8 @@ class FleetwatchApp(App[int]):
         return self._view(self.view)
 
     def _focus_view(self) -> None:
-        self._current_view().focus_main()
+        if self.start_failure is None:
+            self._current_view().focus_main()
 
     # ------------------------------------------------------------------ navigation
 
@@ -704,6 +715,8 @@ class FleetwatchApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if isinstance(self.screen, ModalScreen) and action not in ("quit", "help"):
             return False
+        if self.start_failure is not None and action not in ("quit", "help", "command_palette"):
+            return False  # nothing to show: only quitting and help make sense
         views = VIEW_ACTIONS.get(action)
         if views is not None and self.view not in views:
             return False

@@ -374,6 +374,12 @@ def test_start_up_failure_is_one_sentence_on_screen(make_app: AppFactory) -> Non
             step = app.query_one("#startup-step", Static)
             await wait_for(pilot, lambda: "cannot create the database" in str(step.render()))
             assert "Press q to quit" in str(step.render())
+            assert "FLEETWATCH_DB" in str(step.render())
+            assert "start-up failed" in status_text(app)
+            await pilot.pause()
+            shown = {b.binding.action for b in app.screen.active_bindings.values()}
+            assert "sort" not in " ".join(shown)
+            assert not app.check_action("export", ()) and not app.check_action("cycle_window", ())
             await pilot.press("q")
 
     asyncio.run(main())
@@ -521,16 +527,17 @@ def test_export_on_the_vehicle_view_names_the_vehicle_and_says_when_empty(
     drive(make_app(), scenario)
 
 
-def test_export_says_there_is_nothing_when_the_database_failed(make_app: AppFactory) -> None:
+def test_export_says_there_is_nothing_before_any_data(make_app: AppFactory) -> None:
+    source = FixedSource()
+    source.down = True
+
     async def main() -> None:
-        services = GatedServices(FixedSource(), fail="Cannot reach the database.")
-        services.release.set()
-        app = make_app(services=services)
+        app = make_app(source)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.start_failure is not None)
+            await wait_for(pilot, lambda: app.refresh_error is not None)
             await pilot.press("e")
             await wait_for(pilot, lambda: "Nothing to export" in _last_notice(app))
-            assert not app.export_dir.exists() or not any(app.export_dir.iterdir())
+            assert not app.export_dir.exists()
 
     asyncio.run(main())
 

@@ -105,6 +105,18 @@ def test_database_down(snap_compare: SnapCompare, make_app: AppFactory) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=go_down)
 
 
+def test_start_up_failure(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    services = GatedServices(FixedSource(), fail="Cannot reach the database at localhost:5432.")
+    services.release.set()
+    app = make_app(services=services)
+
+    async def failed(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: app.start_failure is not None)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=NARROW, run_before=failed)
+
+
 def test_paused_in_miles_over_24h(snap_compare: SnapCompare, make_app: AppFactory) -> None:
     app = make_app()
 

@@ -77,12 +77,15 @@ class StatusBar(Static):
         paused: bool,
         last_refresh: datetime | None,
         refresh_error: str | None,
+        start_failed: bool = False,
     ) -> None:
         text = Text()
         if paused:
             text.append(" PAUSED ", style="bold black on yellow")
             text.append(" ")
-        if status is None:
+        if status is None and start_failed:
+            text.append("start-up failed", style="bold red")
+        elif status is None:
             text.append("starting…", style="dim")
         else:
             text.append(status.mode, style="bold")
