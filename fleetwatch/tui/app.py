@@ -526,19 +526,28 @@ class FleetwatchApp(App[int]):
         else:
             self.action_show_view("vehicle")
 
+    def _filter_active(self) -> bool:
+        box = self._current_view().filter_box()
+        return box is not None and (box.has_class("-open") or bool(box.value))
+
     def action_go_back(self) -> None:
-        focused = self.focused
-        if isinstance(focused, FilterBox):
-            focused.close()
+        box = self._current_view().filter_box()
+        if isinstance(self.focused, FilterBox) or (box is not None and self._filter_active()):
+            if box is not None:
+                box.close()
             self._current_view().focus_main()
             table = self._current_view().main_table()
             if table is not None:
                 table.set_filter("")
             return
         if self.view == "vehicle":
-            self.action_show_view(
-                self.previous_view if self.previous_view != "vehicle" else "fleet"
-            )
+            back = self.previous_view if self.previous_view != "vehicle" else "fleet"
+            self.action_show_view(back)
+            if back == "fleet" and self.vehicle_id is not None:
+                # The fleet cursor follows the vehicle last viewed (after [ and ]).
+                table = self._view("fleet").main_table()
+                if table is not None:
+                    table.move_to_key(self.vehicle_id)
 
     def action_step_vehicle(self, step: int) -> None:
         order = self._vehicle_order()
@@ -721,7 +730,11 @@ class FleetwatchApp(App[int]):
         if views is not None and self.view not in views:
             return False
         if action == "go_back":
-            return self.view == "vehicle" or isinstance(self.focused, FilterBox)
+            return (
+                self.view == "vehicle"
+                or isinstance(self.focused, FilterBox)
+                or self._filter_active()
+            )
         return True
 
     def help_rows(self) -> list[tuple[str, str, str]]:
@@ -741,7 +754,15 @@ class FleetwatchApp(App[int]):
             seen.add((binding.action, label))
             row = (name, label, binding.id or "")
             (own if active.node is self else widget).append(row)
-        return own + widget
+        # Keys that are only active in some places, so the list above may lack them.
+        always = [
+            ("enter", "Open the vehicle or alert under the cursor", ""),
+            ("escape", "Back to the previous view / clear the filter", "back"),
+            ("[ ]", "Previous / next vehicle (vehicle view)", "vehicle.previous, vehicle.next"),
+        ]
+        listed = {label for _key, label, _id in own + widget}
+        extra = [row for row in always if row[1] not in listed]
+        return own + extra + widget
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_rows()))
@@ -776,6 +797,12 @@ class FleetwatchApp(App[int]):
             yield SystemCommand(title, help_text, lambda action=action: self._palette(action))
 
     def _palette(self, action: str) -> None:
+        name = action.split("(", 1)[0]
+        views = VIEW_ACTIONS.get(name)
+        if views is not None and self.view not in views:
+            where = " or ".join(f"{VIEW_TITLES[v]} ({VIEW_NAMES.index(v) + 1})" for v in views)
+            self.notify(f"That works on the {where} view only.", severity="warning")
+            return
         self.call_later(self.run_action, action)
 
     def on_data_table_row_highlighted(self, _event: SnapshotTable.RowHighlighted) -> None:

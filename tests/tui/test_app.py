@@ -81,8 +81,12 @@ def test_enter_opens_the_vehicle_escape_goes_back_and_brackets_step(
         await wait_for(pilot, lambda: app.vehicle_id == fleet.shown_rows[2].vehicle_id)
         await pilot.press("left_square_bracket", "left_square_bracket")
         await wait_for(pilot, lambda: app.vehicle_id == fleet.shown_rows[0].vehicle_id)
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        await wait_for(pilot, lambda: app.vehicle_id == fleet.shown_rows[2].vehicle_id)
         await pilot.press("escape")
         await wait_for(pilot, rendered(app, "fleet"))
+        # The cursor lands on the vehicle last viewed.
+        assert fleet.cursor_row == 2
 
     drive(make_app(), scenario)
 
@@ -136,6 +140,13 @@ def test_slash_filters_the_table_and_escape_clears_it(make_app: AppFactory) -> N
         await pilot.pause()
         assert len(fleet.shown_rows) == total
         assert app.focused is fleet
+        # Escape on the table also clears a filter left active with Enter.
+        await pilot.press("slash", *"phoenix", "enter")
+        await pilot.pause()
+        assert app.focused is fleet and len(fleet.shown_rows) < total
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(fleet.shown_rows) == total
 
     drive(make_app(), scenario)
 
@@ -192,6 +203,7 @@ def test_acknowledge_and_silence_from_the_alerts_view(make_app: AppFactory) -> N
         assert len(source.silences) == 1
         # The refresh after the action shows the acknowledgement.
         await wait_for(pilot, lambda: "ack" in str(alerts.get_row_at(0)[0]))
+        assert "ack by tester" in str(alerts.get_row_at(0)[-1])
 
     drive(make_app(source), scenario)
 
@@ -545,3 +557,13 @@ def test_export_says_there_is_nothing_before_any_data(make_app: AppFactory) -> N
 def _last_notice(app: FleetwatchApp) -> str:
     notes = list(app._notifications)
     return notes[-1].message if notes else ""
+
+
+def test_palette_acknowledge_outside_the_alerts_view_says_why(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        app._palette("acknowledge")
+        await wait_for(pilot, lambda: "Alerts (3)" in _last_notice(app))
+        keys = {key for key, _label, _id in app.help_rows()}
+        assert {"enter", "escape", "[ ]"} <= keys
+
+    drive(make_app(), scenario)

@@ -63,7 +63,15 @@ def alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
             lambda a: a.count,
             width=6,
         ),
-        Column("summary", "Summary", lambda a: a.summary, lambda a: a.summary, width=14, flex=True),
+        Column(
+            "summary",
+            "Summary",
+            lambda a: _summary_cell(a, context),
+            lambda a: a.summary,
+            export=lambda a: a.summary,
+            width=14,
+            flex=True,
+        ),
     ]
 
 
@@ -73,6 +81,13 @@ def _state_cell(alert: AlertRow, context: RenderContext) -> Text:
         text.append(" ack", style="dim")
     elif alert.silenced_until is not None and alert.silenced_until > context.now:
         text.append(" muted", style="dim")
+    return text
+
+
+def _summary_cell(alert: AlertRow, context: RenderContext) -> Text:
+    text = Text(alert.summary)
+    if alert.acknowledged(context.now) and alert.acked_by:
+        text.append(f"  ack by {alert.acked_by}", style="dim")
     return text
 
 
