@@ -88,6 +88,8 @@ def ranking_data(view: InterventionsView, units: fmt.Units) -> BarData:
         values=(tuple(fmt.distance_value(r.km_per_intervention or 0.0, units) for r in top),),
         colors=("cyan",),
         horizontal=True,
+        value_label=f"{units} per intervention",
+        counts=False,
     )
 
 

@@ -90,6 +90,7 @@ class PerceptionPane(View):
                 labels=tuple(c.object_class for c in view.by_class),
                 values=(tuple(float(c.count) for c in view.by_class),),
                 colors=("cyan",),
+                shorten_labels=True,
             )
         )
         self.query_one("#chart-distance", BarChart).set_data(

@@ -46,7 +46,8 @@ class TimeAxis:
         for minutes in positions:
             moment = self.end.timestamp() + minutes * 60
             when = datetime.fromtimestamp(moment, tz=self.end.tzinfo)
-            fmt = "%H:%M" if span <= 24 * 60 else "%m-%d"
+            # A day's window crosses midnight: its ticks carry the date too.
+            fmt = "%H:%M" if span < 24 * 60 else "%m-%d %H:%M" if span == 24 * 60 else "%m-%d"
             labels.append(when.strftime(fmt))
         return positions, labels
 
@@ -116,8 +117,14 @@ class LineChart(Chart):
         plt.xlim(start, 0)
         if data.y_min is not None or data.y_max is not None:
             low = data.y_min if data.y_min is not None else min(min(s.y) for s in data.series)
-            high = data.y_max if data.y_max is not None else max(max(s.y) for s in data.series)
+            high = data.y_max
+            if high is None:
+                # Headroom above the data for the legend, which plotext draws top left.
+                top = max(max(s.y) for s in data.series if s.y)
+                high = top + max(abs(top - low) * 0.35, 1.0)
             plt.ylim(low, high)
+            ticks = [t for t in value_ticks(high - low, integer=False) if low + t <= high]
+            plt.yticks([low + t for t in ticks], [_tick_label(low + t) for t in ticks])
         if data.y_label:
             plt.ylabel(data.y_label)
         return True
@@ -160,6 +167,12 @@ class BarData:
     colors: tuple[str, ...] = ("orange", "cyan")
     horizontal: bool = False
     width: float = 0.8
+    value_label: str = ""
+    """The unit of the value axis, e.g. "km"."""
+    counts: bool = True
+    """Values are counts: the value axis has whole-number ticks."""
+    shorten_labels: bool = False
+    """Shorten bar names (with "…") to name every bar, instead of naming every n-th."""
 
 
 class BarChart(Chart):
@@ -172,10 +185,16 @@ class BarChart(Chart):
         plt: Any = self.plt
         orientation = "horizontal" if data.horizontal else "vertical"
         labels = list(data.labels)
+        values = [list(v) for v in data.values]
+        if data.horizontal:
+            # Only as many bars as have a row for their name; the last ones are on top.
+            room = max(1, self.size.height - 5)
+            labels = labels[-room:]
+            values = [v[-room:] for v in values]
         if len(data.values) == 1:
             plt.bar(
                 labels,
-                list(data.values[0]),
+                values[0],
                 orientation=orientation,
                 color=data.colors[0],
                 width=data.width,
@@ -184,17 +203,30 @@ class BarChart(Chart):
         else:
             plt.multiple_bar(
                 labels,
-                [list(v) for v in data.values],
+                values,
                 labels=list(data.names) or None,
                 orientation=orientation,
                 color=list(data.colors[: len(data.values)]),
                 width=data.width,
                 marker="sd",
             )
-        self._label_ticks(plt, labels, data.horizontal)
+        self._label_ticks(plt, labels, data.horizontal, data.shorten_labels)
+        high = max(max(v) for v in values)
+        positions = value_ticks(high, integer=data.counts)
+        tick_labels = [_tick_label(p) for p in positions]
+        if data.horizontal:
+            plt.xticks(positions, tick_labels)
+            if data.value_label:
+                plt.xlabel(data.value_label)
+        else:
+            plt.yticks(positions, tick_labels)
+            if data.value_label:
+                plt.ylabel(data.value_label)
         return True
 
-    def _label_ticks(self, plt: Any, labels: list[str], horizontal: bool) -> None:
+    def _label_ticks(
+        self, plt: Any, labels: list[str], horizontal: bool, shorten: bool = False
+    ) -> None:
         """Choose which bar labels to show ourselves: plotext's own choice varies from one
         process to the next, which made identical data draw differently."""
         count = len(labels)
@@ -205,12 +237,37 @@ class BarChart(Chart):
             widest = max(len(label) for label in labels) + 2
             room = max(1, (self.size.width - 8) // widest)
             step = math.ceil(count / room)
+            slot = (self.size.width - 8) // max(count, 1) - 1
+            if shorten and step > 1 and slot >= 3:
+                # Every bar named: shorten the names rather than leave bars unnamed.
+                labels = [_shorten(label, slot) for label in labels]
+                step = 1
         positions = list(range(1, count + 1))[::step]
         shown = labels[::step]
         if horizontal:
             plt.yticks(positions, shown)
         else:
             plt.xticks(positions, shown)
+
+
+def value_ticks(high: float, count: int = 4, *, integer: bool = True) -> list[float]:
+    """Round tick positions from 0 to about ``high`` (whole numbers for counts)."""
+    if high <= 0:
+        return [0.0]
+    raw = high / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    if integer:
+        step = max(1.0, float(math.ceil(step)))
+    return [i * step for i in range(int(high // step) + 1)]
+
+
+def _tick_label(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
+
+
+def _shorten(label: str, width: int) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
 
 
 def histogram_data(bins: Sequence[HistogramBin], unit: str, color: str) -> BarData:
