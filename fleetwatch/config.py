@@ -42,6 +42,9 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_BOOTSTRAP = re.compile(r"^[A-Za-z0-9_.\[\]:-]+:\d{1,5}(,[A-Za-z0-9_.\[\]:-]+:\d{1,5})*$")
+
+
 class KafkaSettings(Section):
     bootstrap: str | None = None
     """host:port[,host:port]; None means the in-process transport."""
@@ -49,6 +52,13 @@ class KafkaSettings(Section):
     """Partitions for topics fleetwatch creates."""
     client: dict[str, str] = Field(default_factory=dict)
     """Extra librdkafka settings passed through (security.protocol, sasl.*, ssl.*)."""
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _host_ports(cls, value: str | None) -> str | None:
+        if value is not None and not _BOOTSTRAP.match(value):
+            raise ValueError(f"invalid Kafka address {value!r}: expected HOST:PORT[,HOST:PORT...]")
+        return value
 
 
 class DatabaseSettings(Section):
