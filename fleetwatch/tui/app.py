@@ -456,6 +456,7 @@ class FleetwatchApp(App[int]):
         context = self.context()
         try:
             view.show(snapshot, context)
+            view.show_filter_count()
         except Exception:  # a rendering bug must not take the monitor down
             log.exception("rendering %s failed", snapshot.request.view)
             view.set_notice("This view could not be drawn; see the log file.")

@@ -136,6 +136,8 @@ def test_slash_filters_the_table_and_escape_clears_it(make_app: AppFactory) -> N
         rows: tuple[VehicleRow, ...] = fleet.shown_rows
         assert 0 < len(rows) < total
         assert all(r.city == "Phoenix" for r in rows)
+        count = app.query_one("#fleet-filter-count", Static)
+        assert str(count.render()) == f"{len(rows)} of {total} match"
         await pilot.press("escape")
         await pilot.pause()
         assert len(fleet.shown_rows) == total

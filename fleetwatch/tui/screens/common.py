@@ -7,6 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from fleetwatch.tui.messages import RenderContext
@@ -43,6 +44,23 @@ class FilterBox(Input):
     def close(self) -> None:
         self.value = ""
         self.remove_class("-open")
+        self.show_count("")
+
+    def show_count(self, text: str) -> None:
+        """How many rows match, on the line under the filter (empty hides it)."""
+        parent = self.parent
+        if not isinstance(parent, Widget):
+            return
+        found = parent.query(f"#{self.id}-count")
+        if found:
+            label = found.first(Static)
+        elif text:
+            label = Static("", id=f"{self.id}-count", classes="filter-count")
+            parent.mount(label, after=self)
+        else:
+            return
+        label.update(text)
+        label.display = bool(text)
 
 
 class View(Vertical):
@@ -86,6 +104,15 @@ class View(Vertical):
         if isinstance(event.input, FilterBox) and table is not None:
             event.stop()
             table.set_filter(event.value)
+            self.show_filter_count()
+
+    def show_filter_count(self) -> None:
+        """``4 of 25`` under an active filter; called again after each refresh."""
+        box, table = self.filter_box(), self.main_table()
+        if box is None or table is None:
+            return
+        active = bool(table.filter_text)
+        box.show_count(f"{len(table.shown_rows)} of {table.row_total} match" if active else "")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         table = self.main_table()

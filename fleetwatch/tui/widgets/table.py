@@ -148,6 +148,11 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         """The rows as displayed: filtered and sorted."""
         return tuple(self._shown)
 
+    @property
+    def row_total(self) -> int:
+        """Every row given, before filtering."""
+        return len(self._rows)
+
     def show_rows(self, rows: Sequence[T]) -> None:
         self._rows = tuple(rows)
         self._rebuild()
