@@ -74,6 +74,7 @@ def over_time_data(view: InterventionsView) -> BarData:
         ),
         names=("interventions", "disengagements"),
         colors=("red", "orange"),
+        markers=("sd", "▒"),
     )
 
 

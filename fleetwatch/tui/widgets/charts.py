@@ -171,6 +171,8 @@ class BarData:
     """The unit of the value axis, e.g. "km"."""
     counts: bool = True
     """Values are counts: the value axis has whole-number ticks."""
+    markers: tuple[str, ...] = ()
+    """Per group: a fill pattern, so groups differ by more than colour (default solid)."""
     shorten_labels: bool = False
     """Shorten bar names (with "…") to name every bar, instead of naming every n-th."""
 
@@ -208,7 +210,7 @@ class BarChart(Chart):
                 orientation=orientation,
                 color=list(data.colors[: len(data.values)]),
                 width=data.width,
-                marker="sd",
+                marker=list(data.markers) or "sd",
             )
         self._label_ticks(plt, labels, data.horizontal, data.shorten_labels)
         high = max(max(v) for v in values)
