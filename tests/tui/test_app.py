@@ -475,6 +475,11 @@ def test_backfill_shows_loading_history_not_silent_vehicles(make_app: AppFactory
         ]
         assert "silent" not in statuses  # shown as loading while history loads
         assert "loading" in statuses
+        silent = next(r for r in table(app, "fleet").shown_rows if r.status == "silent")
+        app.open_vehicle(silent.vehicle_id)
+        await wait_for(pilot, rendered(app, "vehicle"))
+        header = str(app.query_one("#vehicle-header", Static).render())
+        assert "loading" in header and "silent" not in header
         await pilot.press("3")
         await wait_for(pilot, rendered(app, "alerts"))
         assert "Loading history: 42 %" in notice(app, "alerts")

@@ -153,7 +153,8 @@ class VehicleDetail(View):
         text = Text()
         text.append(f" {vehicle.vehicle_id} ", style="bold reverse")
         text.append("  ")
-        text.append_text(styled(vehicle.status, STATUS_STYLE))
+        loading = vehicle.status == "silent" and context.loading_pct is not None
+        text.append_text(styled("loading" if loading else vehicle.status, STATUS_STYLE))
         text.append("  speed ", style="dim")
         over = vehicle.speed_kmh > vehicle.speed_limit_kmh + 0.5
         text.append(fmt.speed(vehicle.speed_kmh, units), style="bold red" if over else "bold")
