@@ -505,6 +505,13 @@ def test_a_narrow_terminal_drops_less_useful_columns_first(make_app: AppFactory)
         assert {"last", "count", "summary"} <= set(keys)
         width = sum(c.get_render_width(alerts) for c in alerts.columns.values())
         assert width <= alerts.size.width
+        await pilot.press("4")
+        await wait_for(pilot, rendered(app, "interventions"))
+        events = table(app, "interventions")
+        keys = [str(key.value) for key in events.columns]
+        assert "cause" in keys and "place" not in keys
+        width = sum(c.get_render_width(events) for c in events.columns.values())
+        assert width <= events.size.width
 
     drive(make_app(), scenario, size=NARROW)
 

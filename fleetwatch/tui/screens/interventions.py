@@ -27,6 +27,7 @@ def intervention_columns(context: RenderContext) -> list[Column[DrivingEventRow]
             lambda e: fmt.stamp(e.time),
             lambda e: e.time,
             export=lambda e: e.time.isoformat(),
+            export_label="Time (UTC)",
             width=14,
         ),
         Column("vehicle", "Vehicle", lambda e: e.vehicle_id, lambda e: e.vehicle_id, width=9),
@@ -44,6 +45,7 @@ def intervention_columns(context: RenderContext) -> list[Column[DrivingEventRow]
             lambda e: f"{e.lat:.4f}, {e.lon:.4f}",
             lambda e: (e.lat, e.lon),
             width=20,
+            drop=3,
         ),
         Column(
             "speed",
@@ -51,7 +53,9 @@ def intervention_columns(context: RenderContext) -> list[Column[DrivingEventRow]
             lambda e: Text(fmt.speed(e.speed_kmh, context.units), justify="right"),
             lambda e: e.speed_kmh,
             export=lambda e: round(fmt.speed_value(e.speed_kmh, context.units), 1),
+            export_label=f"Speed ({fmt.speed_unit(context.units)})",
             width=9,
+            drop=1,
         ),
         Column(
             "autopilot",
@@ -59,6 +63,7 @@ def intervention_columns(context: RenderContext) -> list[Column[DrivingEventRow]
             lambda e: "on" if e.autopilot else "off",
             lambda e: e.autopilot,
             width=9,
+            drop=2,
         ),
     ]
 
