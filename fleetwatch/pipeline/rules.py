@@ -503,9 +503,7 @@ class AlertEngine:
                 value=over_kmh,
                 summary=speed_summary(message.speed_kmh, message.speed_limit_kmh),
             )
-            vehicle.speed = alert
-            self._open += 1
-            self._record(time, alert, None)
+            self._open_new(vehicle, alert, time)
             return
         alert.last_seen = time
         alert.breach_count += 1
@@ -558,9 +556,7 @@ class AlertEngine:
                 value=battery_pct,
                 summary=battery_summary(battery_pct),
             )
-            vehicle.battery = alert
-            self._open += 1
-            self._record(time, alert, None)
+            self._open_new(vehicle, alert, time)
             return
         alert.last_seen = time
         alert.breach_count += 1
@@ -579,6 +575,12 @@ class AlertEngine:
         else:
             self._changed[id(alert)] = alert
 
+    def _open_new(self, vehicle: _Vehicle, alert: Alert, time: datetime) -> None:
+        """Hold a newly opened alert in its vehicle's slot for its rule and record it."""
+        setattr(vehicle, _SLOT[alert.rule], alert)
+        self._open += 1
+        self._record(time, alert, None)
+
     def _start_silence(
         self, vehicle_id: str, vehicle: _Vehicle, last_telemetry: datetime, watermark: datetime
     ) -> Alert:
@@ -595,9 +597,7 @@ class AlertEngine:
             value=silent_s,
             summary=silent_summary(silent_s),
         )
-        vehicle.silent = alert
-        self._open += 1
-        self._record(fired_at, alert, None)
+        self._open_new(vehicle, alert, fired_at)
         return alert
 
     def _extend_silence(self, alert: Alert, watermark: datetime) -> None:
@@ -649,9 +649,7 @@ class AlertEngine:
                 value=ttc_s,
                 summary=collision_summary(message.object_class.value, ttc_s, message.distance_m),
             )
-            vehicle.collision = alert
-            self._open += 1
-            self._record(time, alert, None)
+            self._open_new(vehicle, alert, time)
             return
         alert.last_seen = time
         alert.breach_count += 1
