@@ -35,15 +35,19 @@ import psycopg
 
 from fleetwatch.config import IngestSettings, RuleSettings
 from fleetwatch.model import (
+    DRIVING_TYPES,
     PERCEPTION_TOPIC,
+    PERCEPTION_TYPES,
     TELEMETRY_TOPIC,
+    TELEMETRY_TYPES,
     TOPICS,
+    Decoded,
     DecodeError,
-    DrivingEvent,
-    PerceptionEvent,
-    Telemetry,
-    WireModel,
-    decoder,
+    DrivingStruct,
+    PerceptionStruct,
+    TelemetryStruct,
+    WireStruct,
+    ingest_decoder,
 )
 from fleetwatch.pipeline.rules import (
     COLLISION_RISK,
@@ -153,13 +157,16 @@ class _NUL(Exception):
     pass
 
 
-def _check_text(message: WireModel) -> None:
+def _check_text(message: WireStruct) -> None:
     # PostgreSQL text cannot hold NUL; such a message would fail the whole batch.
-    if type(message) is PerceptionEvent:  # no free text: the most frequent, checked first
+    cls = type(message)
+    if cls is PerceptionStruct:  # no free text: the most frequent, checked first
         return
-    if isinstance(message, Telemetry):
+    if cls is TelemetryStruct:
+        assert isinstance(message, TelemetryStruct)
         texts: tuple[str | None, ...] = (message.city, message.route_id, message.trip_id)
-    elif isinstance(message, DrivingEvent):
+    elif cls is DrivingStruct:
+        assert isinstance(message, DrivingStruct)
         texts = (message.cause, message.detail)
     else:
         return
@@ -168,7 +175,7 @@ def _check_text(message: WireModel) -> None:
             raise _NUL
 
 
-def _event_time(item: tuple[TopicPartition, WireModel]) -> datetime:
+def _event_time(item: tuple[TopicPartition, WireStruct]) -> datetime:
     return item[1].time
 
 
@@ -198,7 +205,7 @@ _DONE: Final = object()
 
 def decode_records(
     records: Sequence[Record], streams: Mapping[str, str], now: datetime, batch: Batch
-) -> list[tuple[TopicPartition, WireModel]]:
+) -> list[tuple[TopicPartition, WireStruct]]:
     """Decode ``records``: rejects go to ``batch.rejects``, every record advances
     ``batch.offsets``; return the valid messages with their partition, in event-time order.
 
@@ -207,9 +214,9 @@ def decode_records(
     a batch that mixes streams in event-time order.
     """
     offsets = batch.offsets
-    messages: list[tuple[TopicPartition, WireModel]] = []
+    messages: list[tuple[TopicPartition, WireStruct]] = []
     append = messages.append
-    decode = decoder(now)
+    decode = ingest_decoder(now)
     for record in records:
         topic, partition, offset, key, value, _ = record
         tp = (topic, partition)
@@ -232,7 +239,7 @@ def decode_records(
 
 def add_rows(
     batch: Batch,
-    messages: Iterable[tuple[TopicPartition, WireModel]],
+    messages: Iterable[tuple[TopicPartition, Decoded]],
     odometer: dict[str, float],
 ) -> None:
     """Append the table rows of ``messages`` to ``batch``.
@@ -243,7 +250,7 @@ def add_rows(
     distance is never negative and never counted twice.
     """
     for _, message in messages:
-        if isinstance(message, Telemetry):
+        if isinstance(message, TELEMETRY_TYPES):
             vehicle = message.vehicle_id
             reading = message.odometer_km
             previous = odometer.get(vehicle)
@@ -253,9 +260,9 @@ def add_rows(
                     step = reading - previous
                 odometer[vehicle] = reading
             batch.telemetry.append(telemetry_row(message, step))
-        elif isinstance(message, PerceptionEvent):
+        elif isinstance(message, PERCEPTION_TYPES):
             batch.perception.append(perception_row(message))
-        elif isinstance(message, DrivingEvent):
+        elif isinstance(message, DRIVING_TYPES):
             batch.driving.append(driving_row(message))
 
 
@@ -700,9 +707,12 @@ class Ingestor:
         messages = decode_records(records, params.topics, self._clock(), batch)
         batch.expected_offsets = {tp: self._planned.get(tp) for tp in batch.offsets}
 
-        vehicles = {m.vehicle_id for _, m in messages}
-        self._first_sight(conn, messages, vehicles)
-        self._advance_partition_times(messages)
+        # A vehicle's key puts it in the same partition number of every stream.
+        home = {m.vehicle_id: number for (_, number), m in messages}
+        vehicles = set(home)
+        self._first_sight(conn, home)
+        # In event-time order, so the last time seen per partition is its latest.
+        self._advance_partition_times({tp: m.time for tp, m in messages})
 
         engine = self.engine
         for _, message in messages:
@@ -723,12 +733,7 @@ class Ingestor:
         )
         return prepared
 
-    def _first_sight(
-        self,
-        conn: psycopg.Connection[Any],
-        messages: Sequence[tuple[TopicPartition, WireModel]],
-        vehicles: set[str],
-    ) -> None:
+    def _first_sight(self, conn: psycopg.Connection[Any], home: Mapping[str, int]) -> None:
         """Load odometer and alert state of vehicles this consumer has not seen yet.
 
         A vehicle's rules are resumed only for the streams whose partition of that
@@ -736,12 +741,12 @@ class Ingestor:
         stream), so two consumers never drive the same alert.
         """
         partition_of = self._vehicle_partition
-        for (_, number), message in messages:
-            vehicle = message.vehicle_id
-            if vehicle not in partition_of:
-                partition_of[vehicle] = number
-                self._partition_vehicles.setdefault(number, set()).add(vehicle)
-        unknown_odometer = {v for v in vehicles if v not in self._odometer}
+        for vehicle in home.keys() - partition_of.keys():
+            number = home[vehicle]
+            partition_of[vehicle] = number
+            self._partition_vehicles.setdefault(number, set()).add(vehicle)
+        vehicles = home.keys()
+        unknown_odometer = vehicles - self._odometer.keys()
         unknown = self.engine.unknown_vehicles(vehicles)
         if not unknown_odometer and not unknown:
             return
@@ -755,8 +760,8 @@ class Ingestor:
         physical_of = {stream: physical for physical, stream in self.params.topics.items()}
 
         def owns(vehicle: str, stream: str) -> bool:
-            home = partition_of.get(vehicle)
-            return home is None or (physical_of.get(stream, stream), home) in owned
+            number = partition_of.get(vehicle)
+            return number is None or (physical_of.get(stream, stream), number) in owned
 
         alerts = [
             alert
@@ -768,15 +773,9 @@ class Ingestor:
         }
         self.engine.load(alerts, last_telemetry)
 
-    def _advance_partition_times(
-        self, messages: Sequence[tuple[TopicPartition, WireModel]]
-    ) -> None:
+    def _advance_partition_times(self, latest: Mapping[TopicPartition, datetime]) -> None:
+        """Record each partition's latest event time in this batch and that it delivered."""
         now = time.monotonic()
-        latest: dict[TopicPartition, datetime] = {}
-        for tp, message in messages:
-            current = latest.get(tp)
-            if current is None or message.time > current:
-                latest[tp] = message.time
         for tp, t in latest.items():
             known = self._partition_time.get(tp)
             if known is None or t > known[0]:

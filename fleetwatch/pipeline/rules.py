@@ -74,7 +74,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Final, Literal, TypeAlias, cast
 
 from fleetwatch.config import RuleSettings
-from fleetwatch.model import DrivingEvent, ObjectClass, PerceptionEvent, Telemetry, WireModel
+from fleetwatch.model import (
+    DRIVING_TYPES,
+    PERCEPTION_TYPES,
+    TELEMETRY_TYPES,
+    AnyPerception,
+    AnyTelemetry,
+    Decoded,
+    ObjectClass,
+)
 
 SPEED_VIOLATION: Final = "speed_violation"
 LOW_BATTERY: Final = "low_battery"
@@ -355,13 +363,13 @@ class AlertEngine:
         vehicles = self._vehicles
         return {vehicle_id for vehicle_id in vehicle_ids if vehicle_id not in vehicles}
 
-    def observe(self, message: WireModel) -> None:
-        """Judge one Telemetry, PerceptionEvent or DrivingEvent (other types are ignored)."""
-        if isinstance(message, Telemetry):
+    def observe(self, message: Decoded) -> None:
+        """Judge one Telemetry, PerceptionEvent or DrivingEvent, as a model or a struct."""
+        if isinstance(message, TELEMETRY_TYPES):
             self._telemetry(message)
-        elif isinstance(message, PerceptionEvent):
+        elif isinstance(message, PERCEPTION_TYPES):
             self._perception(message)
-        elif isinstance(message, DrivingEvent):
+        elif isinstance(message, DRIVING_TYPES):
             vehicle = self._vehicles.get(message.vehicle_id)
             if vehicle is not None and vehicle.collision is not None:
                 self._clear_collision_by(vehicle, message.time)
@@ -442,7 +450,7 @@ class AlertEngine:
 
     # -- telemetry: speed, battery, silence ------------------------------------------------
 
-    def _telemetry(self, message: Telemetry) -> None:
+    def _telemetry(self, message: AnyTelemetry) -> None:
         vehicle = self._vehicles.get(message.vehicle_id)
         if vehicle is None:
             vehicle = self._vehicles[message.vehicle_id] = _Vehicle()
@@ -477,7 +485,7 @@ class AlertEngine:
             vehicle.battery = None
 
     def _speed_breach(
-        self, vehicle: _Vehicle, message: Telemetry, time: datetime, over_kmh: float
+        self, vehicle: _Vehicle, message: AnyTelemetry, time: datetime, over_kmh: float
     ) -> None:
         severity = _speed_severity(over_kmh)
         alert = vehicle.speed
@@ -618,7 +626,7 @@ class AlertEngine:
 
     # -- perception: collision risk ----------------------------------------------------------
 
-    def _perception(self, message: PerceptionEvent) -> None:
+    def _perception(self, message: AnyPerception) -> None:
         vehicle = self._vehicles.get(message.vehicle_id)
         if vehicle is None:
             vehicle = self._vehicles[message.vehicle_id] = _Vehicle()

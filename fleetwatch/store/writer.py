@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from fleetwatch.model import DrivingEvent, PerceptionEvent, Telemetry
+from fleetwatch.model import AnyDriving, AnyPerception, AnyTelemetry
 from fleetwatch.store import rollups
 from fleetwatch.transport.base import TopicPartition
 
@@ -143,7 +143,7 @@ DrivingRow = tuple[Any, ...]
 _T_TIME, _T_VEHICLE = 0, 1
 
 
-def telemetry_row(message: Telemetry, step_km: float) -> TelemetryRow:
+def telemetry_row(message: AnyTelemetry, step_km: float) -> TelemetryRow:
     m = message
     return (
         m.time,
@@ -172,7 +172,7 @@ def ttc_s(distance_m: float, closing_speed_mps: float) -> float | None:
     return distance_m / closing_speed_mps
 
 
-def perception_row(message: PerceptionEvent) -> PerceptionRow:
+def perception_row(message: AnyPerception) -> PerceptionRow:
     m = message
     return (
         m.time,
@@ -187,7 +187,7 @@ def perception_row(message: PerceptionEvent) -> PerceptionRow:
     )
 
 
-def driving_row(message: DrivingEvent) -> DrivingRow:
+def driving_row(message: AnyDriving) -> DrivingRow:
     m = message
     return (
         m.time,

@@ -20,6 +20,7 @@ from fleetwatch.model import (
     PerceptionEvent,
     Telemetry,
     encode,
+    to_struct,
 )
 from fleetwatch.pipeline.ingest import IngestParams, add_rows, decode_records
 from fleetwatch.store.writer import (
@@ -126,7 +127,7 @@ def test_decode_sorts_valid_messages_by_event_time_and_rejects_the_rest() -> Non
     ]
     batch = Batch(group="g")
     messages = decode_records(records, STREAMS, NOW, batch)
-    assert [m for _, m in messages] == [early, late]
+    assert [m for _, m in messages] == [to_struct(early), to_struct(late)]
     assert [tp for tp, _ in messages] == [(PERCEPTION_TOPIC, 1), (TELEMETRY_TOPIC, 0)]
     assert [(r.topic, r.offset) for r in batch.rejects] == [
         (TELEMETRY_TOPIC, 1),
