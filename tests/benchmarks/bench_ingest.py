@@ -244,7 +244,7 @@ def main() -> int:
         messages = simulate(vehicles, seconds)
         sim_s = time.perf_counter() - started
         # The backlog held here is not the ingestor's: keep the cyclic collector (which
-        # the ingest loop runs rarely, see GC_YOUNG_THRESHOLD) from scanning it again.
+        # the ingest loop runs rarely, see gc_threshold_for) from scanning it again.
         gc.freeze()
         per_vs = len(messages) / (vehicles * seconds)
         print(

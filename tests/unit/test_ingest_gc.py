@@ -13,6 +13,7 @@ from fleetwatch.pipeline.ingest import (
     Ingestor,
     IngestParams,
     fewer_collections,
+    gc_threshold_for,
 )
 from fleetwatch.transport.local import LocalBroker
 
@@ -52,5 +53,5 @@ def test_run_raises_the_threshold_until_it_returns(
     ingestor = Ingestor(IngestParams(group="gc"), broker.consumer("gc"), refuse_connections)  # type: ignore[arg-type]
     with pytest.raises(AssertionError):
         ingestor.run(stop)
-    assert seen and seen[0][0] == GC_YOUNG_THRESHOLD
+    assert seen and seen[0][0] == gc_threshold_for(IngestParams().batch_max) > GC_YOUNG_THRESHOLD
     assert gc.get_threshold() == default_thresholds
