@@ -1,7 +1,8 @@
 """`fleetwatch ingest`: consume the Kafka topics into the database, headless.
 
-Applies the migrations, creates missing topics, then runs the ingest loop in a
-worker thread while the main thread prints a status line every
+Checks that the broker answers, applies the migrations, creates missing topics (and
+says so: a topic nobody produces to is usually a mistyped ``--topic-prefix``), then
+runs the ingest loop in a worker thread while the main thread prints a status line every
 ``ingest.status_every_s`` seconds and a summary at the end. SIGINT or SIGTERM finish
 the current batch, commit it and exit 0; a second SIGINT interrupts at once. Bad
 flags or unreachable services give one sentence and a non-zero exit.
@@ -19,7 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 from fleetwatch import durations
-from fleetwatch.config import Settings
+from fleetwatch.config import IngestSettings, Settings
 from fleetwatch.signals import Stopper, stop_on_signals
 
 if TYPE_CHECKING:
@@ -67,7 +68,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         dest="ingest.batch_max",
         type=int,
         metavar="N",
-        help="most messages written in one transaction (default: settings, 5000)",
+        help=(
+            "most messages written in one transaction "
+            f"(default: settings, {IngestSettings().batch_max})"
+        ),
     )
     parser.add_argument(
         "--stop-when-idle",
@@ -108,7 +112,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from fleetwatch.store.db import DatabaseUnavailable, connect
     from fleetwatch.store.migrate import apply_migrations
     from fleetwatch.store.offsets import other_groups
-    from fleetwatch.transport.kafka import KafkaConsumer, TransportError, ensure_topics
+    from fleetwatch.transport.kafka import KafkaConsumer, TransportError, ensure_topics, probe
 
     bootstrap = settings.kafka.bootstrap
     if not bootstrap:
@@ -125,6 +129,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     params = IngestParams.from_settings(
         settings.ingest, topic_prefix=prefix, retention_days=settings.database.retention_days
     )
+    try:  # before the database is touched: nothing to migrate for a broker that is not there
+        probe(bootstrap, settings.kafka.client)
+    except TransportError as error:
+        return _fail(str(error), code=1)
+    except KafkaException as error:
+        return _fail(f"cannot use the Kafka settings for {bootstrap}: {error}", code=1)
     try:
         with connect(dsn) as conn:
             applied = apply_migrations(conn)
@@ -142,7 +152,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "(or delete that group's rows from ingest_offsets if it is gone for good)"
         )
     try:
-        ensure_topics(
+        created = ensure_topics(
             bootstrap, list(params.topics), settings.kafka.partitions, settings.kafka.client
         )
         consumer = KafkaConsumer(bootstrap, params.group, settings.kafka.client)
@@ -157,6 +167,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"{capabilities.describe()}{migrated}",
         flush=True,
     )
+    if created:
+        print(
+            f"{PROG}: created the missing topics {', '.join(created)}; nothing has been "
+            "produced to them yet (check --topic-prefix if a producer should be writing)",
+            flush=True,
+        )
     ingestor = Ingestor(
         params,
         consumer,

@@ -90,8 +90,11 @@ def ensure_topics(
     partitions: int,
     client: Mapping[str, str] = _EMPTY,
     timeout_s: float = 15.0,
-) -> None:
-    """Create the missing ``topics`` with ``partitions`` partitions; leave existing ones alone."""
+) -> list[str]:
+    """Create the missing ``topics`` with ``partitions`` partitions; leave existing ones alone.
+
+    Returns the topics this call created (not those another process created meanwhile).
+    """
     admin = AdminClient(_config(bootstrap, client))
     try:
         existing = admin.list_topics(timeout=timeout_s).topics
@@ -101,12 +104,13 @@ def ensure_topics(
         ) from None
     missing = [t for t in topics if t not in existing]
     if not missing:
-        return
+        return []
     futures = admin.create_topics(
         [NewTopic(t, num_partitions=partitions, replication_factor=-1) for t in missing],
         operation_timeout=timeout_s,
         request_timeout=timeout_s,
     )
+    created = []
     for topic, future in futures.items():
         try:
             future.result(timeout=timeout_s)
@@ -122,6 +126,8 @@ def ensure_topics(
                 f"the Kafka broker at {bootstrap} did not create topic {topic} "
                 f"within {timeout_s:g} s"
             ) from None
+        created.append(topic)
+    return sorted(created)
 
 
 class KafkaProducer:

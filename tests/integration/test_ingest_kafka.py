@@ -31,6 +31,7 @@ from ingest_helpers import (
     stored_event_ids,
     wait_until,
 )
+from psycopg.conninfo import make_conninfo
 
 from fleetwatch.model import TOPICS, Message, Telemetry
 from fleetwatch.pipeline.ingest import Ingestor, IngestParams
@@ -247,7 +248,8 @@ def test_sigterm_commits_the_current_batch_and_exits_0(
     [
         (["--kafka", "nonsense", "--db", "dbname=x"], "invalid Kafka address"),
         (["--kafka", "127.0.0.1:9092"], "a database is needed"),
-        (["--kafka", "127.0.0.1:1", "--db", "postgresql://u:pw@127.0.0.1:1/x"], "cannot connect"),
+        # The broker is checked first; the password never shows.
+        (["--kafka", "127.0.0.1:1", "--db", "postgresql://u:pw@127.0.0.1:1/x"], "cannot reach"),
         (["--stop-when-idle", "2m", "--group", ""], "invalid setting ingest.group"),
     ],
 )
@@ -268,6 +270,29 @@ def test_bad_flags_and_unreachable_services_are_one_sentence(
     assert "pw@" not in result.stderr
 
 
+def test_unreachable_database_is_one_sentence(kafka_bootstrap: str, env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fleetwatch",
+            "ingest",
+            "--kafka",
+            kafka_bootstrap,
+            "--db",
+            "postgresql://u:pw@127.0.0.1:1/x",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "cannot connect" in result.stderr
+    assert "pw@" not in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_unreachable_broker_is_one_sentence(db_dsn: str, env: dict[str, str]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "fleetwatch", "ingest", "--kafka", "127.0.0.1:1", "--db", db_dsn],
@@ -279,6 +304,52 @@ def test_unreachable_broker_is_one_sentence(db_dsn: str, env: dict[str, str]) ->
     assert result.returncode == 1
     assert "cannot reach the Kafka broker at 127.0.0.1:1" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_broker_is_found_before_the_database_is_migrated(
+    pg_dsn: str, env: dict[str, str]
+) -> None:
+    name = f"fwtest_empty_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        dsn = make_conninfo(pg_dsn, dbname=name)
+        result = subprocess.run(
+            [sys.executable, "-m", "fleetwatch", "ingest", "--kafka", "127.0.0.1:1", "--db", dsn],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert result.returncode == 1
+        assert "cannot reach the Kafka broker" in result.stderr
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            assert row.fetchone() == (0,)
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_missing_topics_are_created_and_said_so(
+    kafka_bootstrap: str, db_dsn: str, env: dict[str, str]
+) -> None:
+    """A mistyped --topic-prefix creates topics nobody produces to: the output says so."""
+    typo = f"fwtest-{uuid.uuid4().hex[:10]}-typo."
+    try:
+        code, out, err = finish(ingest(kafka_bootstrap, db_dsn, typo, env, "--stop-when-idle", "2"))
+        assert code == 0, err
+        created = re.search(r"created the missing topics (.*); nothing has been produced", out)
+        assert created is not None, out
+        assert created.group(1).split(", ") == sorted(typo + t for t in TOPICS)
+        # Run again: the topics exist now and nothing is said about them.
+        code, out, err = finish(ingest(kafka_bootstrap, db_dsn, typo, env, "--stop-when-idle", "2"))
+        assert code == 0, err
+        assert "created the missing topics" not in out
+    finally:
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        for future in admin.delete_topics([typo + t for t in TOPICS]).values():
+            future.result(timeout=60)
 
 
 def test_an_unreachable_broker_is_a_state_of_the_loop_not_a_crash(db_dsn: str) -> None:

@@ -63,9 +63,9 @@ def consume_all(consumer: KafkaConsumer, count: int, timeout_s: float = 60.0) ->
 def test_ensure_topics_creates_missing_and_leaves_existing(
     kafka_bootstrap: str, topic_name: str
 ) -> None:
-    ensure_topics(kafka_bootstrap, [topic_name], partitions=3)
+    assert ensure_topics(kafka_bootstrap, [topic_name], partitions=3) == [topic_name]
     wait_until(lambda: partition_count(kafka_bootstrap, topic_name) == 3, 30, "3 partitions")
-    ensure_topics(kafka_bootstrap, [topic_name], partitions=5)  # exists: untouched
+    assert ensure_topics(kafka_bootstrap, [topic_name], partitions=5) == []  # exists: untouched
     assert partition_count(kafka_bootstrap, topic_name) == 3
 
 
