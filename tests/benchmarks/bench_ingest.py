@@ -1,6 +1,8 @@
 """Ingest throughput: raw COPY of pre-built rows versus the full Kafka -> database path.
 
-For each fleet size (about 2 events per vehicle-second from the simulator) it prints:
+For each fleet size (about 2 events per vehicle-second from the simulator; the same
+number of events for every size, 400,000 by default, so that the batches in flight at
+the start and the end weigh little) it prints:
 
 (a) raw COPY: the same rows, pre-built, binary-COPYed into the same tables in
     transactions of ``--batch`` rows (no decoding, rules, rollups or offsets);
@@ -13,9 +15,11 @@ rates swing with whatever else the machine runs, so each line also gives the CPU
 per event of this process (all its threads, librdkafka's included) and of the database
 server processes serving it (read from /proc when the server is local). The simulated
 backlog, which this process holds and a real ingestor does not, is frozen out of the
-garbage collector's sight.
+garbage collector's sight. With ``--repeat N`` both are run N times and the medians
+follow: on a shared 2-CPU machine single runs vary by a fifth or more.
 
-    .venv/bin/python tests/benchmarks/bench_ingest.py [--vehicles 1000 10000] [--seconds 60]
+    .venv/bin/python tests/benchmarks/bench_ingest.py [--vehicles 1000 10000] [--seconds 200]
+        [--repeat 3]
 
 Servers: --db/--kafka, else FLEETWATCH_TEST_DSN/FLEETWATCH_TEST_KAFKA, else the ones
 ``tests/services.py`` provisioned.
@@ -27,6 +31,7 @@ import argparse
 import gc
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -222,11 +227,19 @@ def full_path(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vehicles", type=int, nargs="+", default=[1000, 10000])
-    parser.add_argument("--seconds", type=int, default=60, help="event time simulated per run")
+    parser.add_argument(
+        "--seconds",
+        type=int,
+        default=200,
+        help="event time simulated for 1,000 vehicles (scaled down for larger fleets)",
+    )
     parser.add_argument(
         "--batch", type=int, default=IngestSettings().batch_max, help="rows per transaction"
     )
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of (a) and (b) per fleet; medians follow"
+    )
     parser.add_argument("--db")
     parser.add_argument("--kafka")
     args = parser.parse_args()
@@ -238,7 +251,7 @@ def main() -> int:
         f" load average {load}"
     )
     for vehicles in args.vehicles:
-        # The same event time for 1,000 vehicles, scaled down for larger fleets.
+        # The same number of events for every fleet size.
         seconds = max(10, args.seconds * 1000 // vehicles)
         started = time.perf_counter()
         messages = simulate(vehicles, seconds)
@@ -251,19 +264,36 @@ def main() -> int:
             f"\n{vehicles:,} vehicles x {seconds} s: {len(messages):,} events "
             f"({per_vs:.2f} per vehicle-second; simulated in {sim_s:.1f} s)"
         )
-        with fresh_database(server_dsn) as dsn:
-            copy_rate, copy_cpu = raw_copy(dsn, messages, args.batch)
-        print(f"  (a) raw COPY of pre-built rows:        {copy_rate:>10,.0f} events/s")
-        print(f"      {_cpu_line(copy_cpu, len(messages))}")
-        with fresh_database(server_dsn) as dsn, fresh_topics(bootstrap, args.partitions) as prefix:
-            produce_rate = produce(bootstrap, prefix, messages)
-            rate, join_s, cpu = full_path(bootstrap, dsn, prefix, len(messages), args.batch)
-        print(f"      (producing the backlog:            {produce_rate:>10,.0f} events/s)")
-        print(
-            f"  (b) full path Kafka -> committed rows: {rate:>10,.0f} events/s "
-            f"({rate / copy_rate:.0%} of raw COPY; joining the group took {join_s:.1f} s)"
-        )
-        print(f"      {_cpu_line(cpu, len(messages))}")
+        ratios = []
+        for _ in range(args.repeat):
+            with fresh_database(server_dsn) as dsn:
+                copy_rate, copy_cpu = raw_copy(dsn, messages, args.batch)
+            print(f"  (a) raw COPY of pre-built rows:        {copy_rate:>10,.0f} events/s")
+            print(f"      {_cpu_line(copy_cpu, len(messages))}")
+            with (
+                fresh_database(server_dsn) as dsn,
+                fresh_topics(bootstrap, args.partitions) as prefix,
+            ):
+                produce_rate = produce(bootstrap, prefix, messages)
+                rate, join_s, cpu = full_path(bootstrap, dsn, prefix, len(messages), args.batch)
+            print(f"      (producing the backlog:            {produce_rate:>10,.0f} events/s)")
+            print(
+                f"  (b) full path Kafka -> committed rows: {rate:>10,.0f} events/s "
+                f"({rate / copy_rate:.0%} of raw COPY; joining the group took {join_s:.1f} s)"
+            )
+            print(f"      {_cpu_line(cpu, len(messages))}")
+            ratios.append((copy_rate, rate, rate / copy_rate))
+        if len(ratios) > 1:
+            copy_med = statistics.median(r[0] for r in ratios)
+            rate_med = statistics.median(r[1] for r in ratios)
+            share_med = statistics.median(r[2] for r in ratios)
+            print(
+                f"  median of {len(ratios)}: raw COPY {copy_med:,.0f}, full path "
+                f"{rate_med:,.0f} events/s; share {share_med:.0%} "
+                f"(from {min(r[2] for r in ratios):.0%} to {max(r[2] for r in ratios):.0%})"
+            )
+        gc.unfreeze()
+        del messages
     return 0
 
 
