@@ -590,25 +590,79 @@ SELECT coalesce(sum(distance_km), 0)::float8              AS distance_km,
 FROM ({VEHICLE_DISTANCE_SQL}) d
 """
 
-VEHICLE_STATE_COUNTS_SQL: Final = """
+# Each vehicle's state at the window's "now", the first of: the stored latest state
+# when it is not later (the live case, where the other two are skipped by their first
+# condition); the last telemetry sample up to "now"; with the raw rows gone (retention),
+# the last values of its last whole minute before then, heading, range, city, route and
+# trip taken from the latest state. Vehicles first seen after "now" are left out.
+VEHICLE_STATE_SQL: Final = """
+SELECT s.*
+FROM vehicles v
+CROSS JOIN LATERAL (
+    SELECT vehicle_id, last_seen, speed_kmh, speed_limit_kmh, battery_pct, range_km,
+           odometer_km, autopilot, lat, lon, heading_deg, city, route_id, trip_id
+    FROM (
+        SELECT 1 AS preference, v.vehicle_id, v.last_seen, v.speed_kmh, v.speed_limit_kmh,
+               v.battery_pct, v.range_km, v.odometer_km, v.autopilot, v.lat, v.lon,
+               v.heading_deg, v.city, v.route_id, v.trip_id
+        WHERE v.last_seen <= %(now)s
+        UNION ALL
+        (SELECT 2, t.vehicle_id, t.time, t.speed_kmh, t.speed_limit_kmh, t.battery_pct,
+                t.range_km, t.odometer_km, t.autopilot, t.lat, t.lon, t.heading_deg, t.city,
+                t.route_id, t.trip_id
+         FROM telemetry t
+         WHERE v.last_seen > %(now)s AND t.vehicle_id = v.vehicle_id AND t.time <= %(now)s
+         ORDER BY t.time DESC
+         LIMIT 1)
+        UNION ALL
+        (SELECT 3, m.vehicle_id, m.last_time, m.speed_last_kmh, m.speed_limit_max_kmh,
+                m.battery_last_pct, v.range_km, m.odometer_last, m.autopilot_last, m.lat_last,
+                m.lon_last, v.heading_deg, v.city, v.route_id, v.trip_id
+         FROM vehicle_minute m
+         WHERE v.last_seen > %(now)s
+           AND m.vehicle_id = v.vehicle_id AND m.bucket <= %(now)s - interval '1 minute'
+         ORDER BY m.bucket DESC
+         LIMIT 1)
+    ) candidates
+    ORDER BY preference
+    LIMIT 1
+) s
+WHERE v.first_seen <= %(now)s
+  AND (%(vehicle_id)s::text IS NULL OR v.vehicle_id = %(vehicle_id)s::text)
+"""
+
+VEHICLE_STATE_COUNTS_SQL: Final = f"""
 SELECT count(*)::bigint AS total,
        count(*) FILTER (WHERE last_seen >= %(since)s)::bigint AS reporting,
        count(*) FILTER (WHERE last_seen >= %(since)s AND speed_kmh > %(moving_kmh)s)::bigint
            AS moving,
        count(*) FILTER (WHERE last_seen >= %(since)s AND autopilot)::bigint AS autonomous
-FROM vehicles
-WHERE (%(vehicle_id)s::text IS NULL OR vehicle_id = %(vehicle_id)s::text)
+FROM ({VEHICLE_STATE_SQL}) v
 """
 
-ALERT_COUNTS_SQL: Final = """
+# Alerts open at the window's "now": not resolved yet, or resolved after it (an index
+# range that is empty in the live case). An alert not fired by "now" was pending then.
+OPEN_ALERTS_SQL: Final = """
+SELECT vehicle_id, severity,
+       CASE WHEN fired_at <= %(now)s THEN 'firing' ELSE 'pending' END AS state
+FROM alerts
+WHERE state <> 'resolved' AND first_seen <= %(now)s
+  AND (%(vehicle_id)s::text IS NULL OR vehicle_id = %(vehicle_id)s::text)
+UNION ALL
+SELECT vehicle_id, severity,
+       CASE WHEN fired_at <= %(now)s THEN 'firing' ELSE 'pending' END AS state
+FROM alerts
+WHERE state = 'resolved' AND resolved_at > %(now)s AND first_seen <= %(now)s
+  AND (%(vehicle_id)s::text IS NULL OR vehicle_id = %(vehicle_id)s::text)
+"""
+
+ALERT_COUNTS_SQL: Final = f"""
 SELECT count(*) FILTER (WHERE severity = 'critical')::bigint AS critical,
        count(*) FILTER (WHERE severity = 'warning')::bigint  AS warning,
        count(*) FILTER (WHERE severity = 'info')::bigint     AS info,
        count(*) FILTER (WHERE state = 'firing')::bigint      AS firing,
        count(*) FILTER (WHERE state = 'pending')::bigint     AS pending
-FROM alerts
-WHERE state <> 'resolved'
-  AND (%(vehicle_id)s::text IS NULL OR vehicle_id = %(vehicle_id)s::text)
+FROM ({OPEN_ALERTS_SQL}) a
 """
 
 FIRED_BY_RULE_SQL: Final = """
@@ -671,9 +725,7 @@ ev AS ({DRIVING_COUNTS_BY_VEHICLE_SQL}),
 al AS (
     SELECT vehicle_id, count(*)::bigint AS alerts_open,
            min(CASE severity WHEN 'critical' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END) AS worst
-    FROM alerts
-    WHERE state <> 'resolved'
-      AND (%(vehicle_id)s::text IS NULL OR vehicle_id = %(vehicle_id)s::text)
+    FROM ({OPEN_ALERTS_SQL}) a
     GROUP BY vehicle_id
 )
 SELECT v.vehicle_id, v.last_seen, v.speed_kmh, v.speed_limit_kmh, v.battery_pct, v.range_km,
@@ -684,12 +736,11 @@ SELECT v.vehicle_id, v.last_seen, v.speed_kmh, v.speed_limit_kmh, v.battery_pct,
            AS autonomous_km,
        coalesce(ev.interventions, 0) AS interventions,
        coalesce(ev.disengagements, 0) AS disengagements
-FROM vehicles v
+FROM ({VEHICLE_STATE_SQL}) v
 LEFT JOIN dist ON dist.vehicle_id = v.vehicle_id
 LEFT JOIN auto ON auto.vehicle_id = v.vehicle_id
 LEFT JOIN ev ON ev.vehicle_id = v.vehicle_id
 LEFT JOIN al ON al.vehicle_id = v.vehicle_id
-WHERE (%(vehicle_id)s::text IS NULL OR v.vehicle_id = %(vehicle_id)s::text)
 ORDER BY v.vehicle_id
 """
 

@@ -5,7 +5,9 @@
 
 The numbers are those of the TUI (:mod:`fleetwatch.store.queries`, whose docstring
 defines them). The window is ``--window`` long and ends with the minute containing
-``--at`` (default: now). With ``--vehicle`` the KPIs and the table cover that vehicle.
+``--at`` (default: now); the vehicles' state (last seen, reporting, speed, battery...)
+and the open alerts are those at ``--at``. With ``--vehicle`` the KPIs and the table
+cover that vehicle.
 
 JSON (one object; field names are stable, new fields may be added). Every
 distance-bearing name ends in the unit asked for with ``--units``: ``_km`` or
@@ -130,7 +132,8 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None)
         )
         return 1
     if args.vehicle and not rows:
-        print(f"fleetwatch: no vehicle {args.vehicle!r} in the database", file=sys.stderr)
+        by = f" by {window.now.isoformat()}" if args.at else ""
+        print(f"fleetwatch: no vehicle {args.vehicle!r} in the database{by}", file=sys.stderr)
         return 1
     if args.format == "json":
         json.dump(as_json(kpis, rows, units), out, indent=2)

@@ -143,6 +143,70 @@ def test_miles_rename_and_convert(loaded_dsn: str) -> None:
     assert vehicle["speed_mph"] == pytest.approx(36.0 / queries.KM_PER_MILE, abs=0.1)
 
 
+def test_a_past_moment_shows_the_state_and_the_open_alerts_of_that_moment(
+    loaded_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with psycopg.connect(loaded_dsn) as conn:
+        conn.execute(
+            "INSERT INTO alerts (vehicle_id, rule, state, severity, first_seen, last_seen,"
+            " fired_at, resolved_at) VALUES ('AV-1', 'speed_violation', 'resolved', 'warning',"
+            " %(t)s + interval '120 s', %(t)s + interval '400 s', %(t)s + interval '130 s',"
+            " %(t)s + interval '420 s')",
+            {"t": T0},
+        )
+    # Five minutes in: each vehicle as its sample at 300 s showed it, the alert open.
+    code, text = _run(
+        report, ["report", "--db", loaded_dsn, "--at", "2026-02-02T09:05:00Z", "--format", "json"]
+    )
+    assert code == 0
+    data = json.loads(text)
+    by_id = {v["vehicle_id"]: v for v in data["vehicles"]}
+    assert by_id["AV-1"]["last_seen"] == "2026-02-02T09:05:00+00:00"
+    assert by_id["AV-1"]["odometer_km"] == pytest.approx(1003.0)
+    assert by_id["AV-2"]["odometer_km"] == pytest.approx(1001.5)
+    assert by_id["AV-1"]["reporting"] and by_id["AV-1"]["alerts_open"] == 1
+    assert by_id["AV-1"]["worst_severity"] == "warning"
+    assert data["fleet"]["vehicles_reporting"] == 2
+    assert data["fleet"]["alerts_open"] == {"critical": 0, "warning": 1, "info": 0}
+    assert data["fleet"]["alerts_firing"] == 1
+    # Two minutes in, the alert was not firing yet; at the end it is resolved.
+    code, text = _run(
+        report, ["report", "--db", loaded_dsn, "--at", "2026-02-02T09:02:05Z", "--format", "json"]
+    )
+    assert json.loads(text)["fleet"]["alerts_pending"] == 1
+    code, text = _run(report, ["report", "--db", loaded_dsn, "--at", AT, "--format", "json"])
+    data = json.loads(text)
+    assert data["fleet"]["alerts_open"]["warning"] == 0
+    assert {v["vehicle_id"]: v["odometer_km"] for v in data["vehicles"]} == {
+        "AV-1": pytest.approx(1010.0),
+        "AV-2": pytest.approx(1005.0),
+    }
+    assert data["fleet"]["vehicles_reporting"] == 0  # silent since 09:16:40
+    # Before the first sample there was no fleet yet.
+    code, text = _run(
+        report, ["report", "--db", loaded_dsn, "--at", "2026-02-02T08:50:00Z", "--format", "json"]
+    )
+    assert json.loads(text)["vehicles"] == []
+    code, _ = _run(
+        report, ["report", "--db", loaded_dsn, "--at", "2026-02-02T08:50:00Z", "--vehicle", "AV-1"]
+    )
+    assert code == 1
+    assert "no vehicle 'AV-1' in the database by 2026-02-02T08:50:00" in capsys.readouterr().err
+
+
+def test_a_past_moment_after_retention_uses_the_minute_rollups(loaded_dsn: str) -> None:
+    with psycopg.connect(loaded_dsn) as conn:
+        conn.execute("DELETE FROM telemetry")
+    code, text = _run(
+        report, ["report", "--db", loaded_dsn, "--at", "2026-02-02T09:05:30Z", "--format", "json"]
+    )
+    assert code == 0
+    by_id = {v["vehicle_id"]: v for v in json.loads(text)["vehicles"]}
+    # The last whole minute before 09:05:30 is 09:04; its last sample is at 09:04:50.
+    assert by_id["AV-1"]["last_seen"] == "2026-02-02T09:04:50+00:00"
+    assert by_id["AV-1"]["odometer_km"] == pytest.approx(1002.9)
+
+
 def test_table_report_says_no_interventions_and_shows_units(loaded_dsn: str) -> None:
     code, text = _run(report, ["report", "--db", loaded_dsn, "--at", AT, "--vehicle", "AV-2"])
     assert code == 0
@@ -168,7 +232,9 @@ def test_report_errors_are_one_sentence(
 ) -> None:
     code, _ = _run(report, ["report", "--db", loaded_dsn, "--at", AT, "--vehicle", "nope"])
     assert code == 1
-    assert capsys.readouterr().err.strip() == "fleetwatch: no vehicle 'nope' in the database"
+    assert capsys.readouterr().err.strip() == (
+        "fleetwatch: no vehicle 'nope' in the database by 2026-02-02T09:59:30+00:00"
+    )
     with pytest.raises(cli.CliError, match="invalid window"):
         _run(report, ["report", "--db", loaded_dsn, "--window", "soon"])
     code, _ = _run(report, ["report", "--db", "postgresql://nobody@127.0.0.1:1/x"])
@@ -181,7 +247,7 @@ def test_db_status_and_migrate(loaded_dsn: str) -> None:
     assert code == 0
     assert "password=****" in text and "password=fleetwatch" not in text
     assert "TimescaleDB" in text
-    assert "version 003" in text
+    assert "version 004" in text
     assert "rows in telemetry" in text and "202" in text
     code, text = _run(command, ["db", "migrate", "--db", loaded_dsn])
     assert code == 0 and "up to date" in text
