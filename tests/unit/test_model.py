@@ -199,6 +199,7 @@ def _variants(topic: str) -> Iterator[bytes]:
     yield (text + text).encode()
     yield ("\ufeff" + text).encode()
     yield text.encode().replace(b"AV-0001", b"AV-\xff\xfe01")
+    yield text.replace('"San Francisco"', '"\\ud83d lone"').encode()  # half a surrogate pair
     for first in good:
         if isinstance(good[first], float):
             yield text.replace(json.dumps(good[first]), "NaN", 1).encode()
