@@ -1,4 +1,5 @@
-"""Per-minute rollups merged by the ingestor in the batch's transaction, and data retention.
+"""Per-minute rollups and the vehicles' latest state, merged by the ingestor in the batch's
+transaction, and data retention.
 
 The writer calls :func:`merge` inside the transaction that copies a batch, so the
 rollups are always exactly consistent with the raw rows, on every backend (plain
@@ -10,6 +11,11 @@ several times more), the few fleet-wide rows are sent as arrays. Every column
 merges associatively (sums, minima, maxima, and "first"/"last" values chosen by
 their sample time), so a batch may be split or batches applied in any order and the
 result is the same.
+
+Each staged ``vehicle_minute`` row also carries the rest of the vehicle's state at
+the minute's latest sample (:data:`VEHICLE_STATE_COLUMNS`), and ``vehicles`` (one row
+per vehicle: its latest state) is upserted from the same staged rows: one COPY per
+batch serves both, which matters when every batch touches 10,000 vehicles.
 
 Tables (``sql/001_core.sql`` and ``sql/002_rollups.sql``):
 
@@ -144,12 +150,33 @@ _VEHICLE_MINUTE_TYPES: Final = (
     "bool",
 )
 
+VEHICLE_STATE_COLUMNS: Final = (
+    "speed_limit_last_kmh",
+    "heading_last_deg",
+    "range_last_km",
+    "city_last",
+    "route_last",
+    "trip_last",
+)
+"""Staged beside each ``vehicle_minute`` row: the rest of the vehicle's state at the
+minute's latest sample, so that ``vehicles`` is upserted from the same staged rows."""
+
+STAGE_COLUMNS: Final = VEHICLE_MINUTE_COLUMNS + VEHICLE_STATE_COLUMNS
+_STAGE_TYPES: Final = (*_VEHICLE_MINUTE_TYPES, "float4", "float4", "float4", "text", "text", "text")
+
 VEHICLE_MINUTE_STAGE: Final = "fleetwatch_vehicle_minute_stage"
 """Session-local table the batch's ``vehicle_minute`` rows are COPYed into before merging."""
 
 VEHICLE_MINUTE_STAGE_SQL: Final = f"""
-CREATE TEMP TABLE IF NOT EXISTS {VEHICLE_MINUTE_STAGE}
-    (LIKE vehicle_minute INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+CREATE TEMP TABLE IF NOT EXISTS {VEHICLE_MINUTE_STAGE} (
+    LIKE vehicle_minute INCLUDING DEFAULTS,
+    speed_limit_last_kmh real,
+    heading_last_deg     real,
+    range_last_km        real,
+    city_last            text,
+    route_last           text,
+    trip_last            text
+) ON COMMIT DELETE ROWS
 """
 
 VEHICLE_MINUTE_MERGE_SQL: Final = f"""
@@ -209,6 +236,36 @@ ON CONFLICT (bucket) DO UPDATE SET
     disengagements = fleet_minute.disengagements + EXCLUDED.disengagements
 """
 
+# The latest state of each vehicle, from its latest staged minute (an older sample never
+# overwrites a newer one); first_seen is the earliest sample ever.
+VEHICLES_MERGE_SQL: Final = f"""
+INSERT INTO vehicles AS v (
+    vehicle_id, first_seen, last_seen, speed_kmh, speed_limit_kmh, lat, lon, heading_deg,
+    battery_pct, range_km, odometer_km, autopilot, city, route_id, trip_id)
+SELECT DISTINCT ON (vehicle_id)
+       vehicle_id, min(first_time) OVER (PARTITION BY vehicle_id), last_time, speed_last_kmh,
+       speed_limit_last_kmh, lat_last, lon_last, heading_last_deg, battery_last_pct,
+       range_last_km, odometer_last, autopilot_last, city_last, route_last, trip_last
+FROM {VEHICLE_MINUTE_STAGE}
+ORDER BY vehicle_id, last_time DESC
+ON CONFLICT (vehicle_id) DO UPDATE SET
+    first_seen = LEAST(v.first_seen, EXCLUDED.first_seen),
+    last_seen = EXCLUDED.last_seen,
+    speed_kmh = EXCLUDED.speed_kmh,
+    speed_limit_kmh = EXCLUDED.speed_limit_kmh,
+    lat = EXCLUDED.lat,
+    lon = EXCLUDED.lon,
+    heading_deg = EXCLUDED.heading_deg,
+    battery_pct = EXCLUDED.battery_pct,
+    range_km = EXCLUDED.range_km,
+    odometer_km = EXCLUDED.odometer_km,
+    autopilot = EXCLUDED.autopilot,
+    city = EXCLUDED.city,
+    route_id = EXCLUDED.route_id,
+    trip_id = EXCLUDED.trip_id
+WHERE v.last_seen <= EXCLUDED.last_seen
+"""
+
 PERCEPTION_MINUTE_MERGE_SQL: Final = """
 INSERT INTO perception_minute (bucket, object_class, events, closing_events)
 SELECT * FROM unnest(%b::timestamptz[], %b::text[], %b::bigint[], %b::bigint[])
@@ -232,7 +289,8 @@ ON CONFLICT (bucket, kind, bin) DO UPDATE SET
 
 # Positions in the writer's row tuples (fleetwatch.store.writer.*_COLUMNS).
 _T_TIME, _T_VEHICLE, _T_SPEED, _T_LIMIT, _T_LAT, _T_LON = 0, 1, 3, 4, 5, 6
-_T_BATTERY, _T_ODOMETER, _T_AUTOPILOT, _T_STEP = 8, 10, 11, 15
+_T_HEADING, _T_BATTERY, _T_RANGE, _T_ODOMETER, _T_AUTOPILOT = 7, 8, 9, 10, 11
+_T_CITY, _T_ROUTE, _T_TRIP, _T_STEP = 12, 13, 14, 15
 _P_TIME, _P_CLASS, _P_DISTANCE, _P_CLOSING = 0, 3, 4, 5
 _D_TIME, _D_TYPE = 0, 3
 _INTERVENTION: Final = DrivingEventType.INTERVENTION.value
@@ -251,6 +309,7 @@ class _VehicleMinute:
         "first_autonomous_step",
         "first_step",
         "first_time",
+        "last_row",
         "last_time",
         "lat_last",
         "limit_max",
@@ -290,6 +349,7 @@ class _VehicleMinute:
         self.lon_last = row[_T_LON]
         self.speed_last = row[_T_SPEED]
         self.autopilot_last = autopilot
+        self.last_row = row
 
     def add(self, row: Sequence[Any]) -> None:
         self.samples += 1
@@ -329,12 +389,26 @@ class _VehicleMinute:
             self.lon_last = row[_T_LON]
             self.speed_last = speed
             self.autopilot_last = autopilot
+            self.last_row = row
+
+
+def _state(row: Sequence[Any]) -> tuple[Any, ...]:
+    """The vehicle-state columns of :data:`STAGE_COLUMNS` beyond the rollup's own, from
+    the minute's latest telemetry row."""
+    return (
+        float(row[_T_LIMIT]),
+        float(row[_T_HEADING]),
+        float(row[_T_RANGE]),
+        row[_T_CITY],
+        row[_T_ROUTE],
+        row[_T_TRIP],
+    )
 
 
 def _vehicle_minute_rows(
     groups: dict[tuple[str, int], _VehicleMinute | Sequence[Any]],
 ) -> list[tuple[Any, ...]]:
-    """``vehicle_minute`` rows in key order, columns as :data:`VEHICLE_MINUTE_COLUMNS`.
+    """Staged ``vehicle_minute`` rows in key order, columns as :data:`STAGE_COLUMNS`.
 
     A key with one sample holds that telemetry row itself (the usual case for a large
     fleet and a batch shorter than a minute): its rollup row is built directly.
@@ -375,6 +449,7 @@ def _vehicle_minute_rows(
                     float(m[_T_LON]),
                     speed,
                     autopilot,
+                    *_state(m),
                 )
             )
             continue
@@ -404,6 +479,7 @@ def _vehicle_minute_rows(
                 float(m.lon_last),
                 float(m.speed_last),
                 bool(m.autopilot_last),
+                *_state(m.last_row),
             )
         )
     return rows
@@ -413,7 +489,7 @@ def _vehicle_minute_rows(
 class Rollups:
     """One batch aggregated per rollup key, each list in key order.
 
-    ``vehicle_minute`` rows follow :data:`VEHICLE_MINUTE_COLUMNS`; ``fleet_minute`` rows
+    ``vehicle_minute`` rows follow :data:`STAGE_COLUMNS`; ``fleet_minute`` rows
     are (bucket, samples, autopilot, moving, distance, autonomous, interventions,
     disengagements); ``perception_minute`` rows (bucket, object class, events, closing
     events); ``perception_hist`` rows (bucket, kind, bin, events).
@@ -519,26 +595,30 @@ def merge(
     perception_rows: Sequence[Sequence[Any]],
     driving_rows: Sequence[Sequence[Any]],
 ) -> None:
-    """Merge one batch into the rollups, inside the caller's transaction.
+    """Merge one batch into the rollups and the vehicles' latest state, inside the
+    caller's transaction.
 
     Rows are the writer's tuples, in the column order of
     ``fleetwatch.store.writer.TELEMETRY_COLUMNS`` (whose last column, ``step_km``, is
     the odometer delta since the vehicle's previous sample), ``PERCEPTION_COLUMNS``
     and ``DRIVING_COLUMNS``. The ``vehicle_minute`` rows (the many) go through a
-    session-local staging table by binary COPY; the few fleet-wide rows as arrays.
+    session-local staging table by binary COPY, with the rest of each vehicle's state
+    beside them, and ``vehicles`` is upserted from there; the few fleet-wide rows go
+    as arrays.
     """
     r = aggregate(telemetry_rows, perception_rows, driving_rows)
     if r.vehicle_minute:
         cur.execute(VEHICLE_MINUTE_STAGE_SQL)
         with cur.copy(
-            f"COPY {VEHICLE_MINUTE_STAGE} ({', '.join(VEHICLE_MINUTE_COLUMNS)})"
+            f"COPY {VEHICLE_MINUTE_STAGE} ({', '.join(STAGE_COLUMNS)})"
             " FROM STDIN (FORMAT BINARY)"
         ) as copy:
-            copy.set_types(list(_VEHICLE_MINUTE_TYPES))
+            copy.set_types(list(_STAGE_TYPES))
             write_row = copy.write_row
             for row in r.vehicle_minute:
                 write_row(row)
         cur.execute(VEHICLE_MINUTE_MERGE_SQL)
+        cur.execute(VEHICLES_MERGE_SQL)
     if r.fleet_minute:
         cur.execute(FLEET_MINUTE_MERGE_SQL, _columns(r.fleet_minute, 8))
     if r.perception_minute:

@@ -1,7 +1,7 @@
 """The batch writer: one transaction per batch with rows, alerts, rejects and offsets.
 
-Event rows go in with binary COPY. In the same transaction the writer upserts the
-latest state of each vehicle, merges the per-minute rollups
+Event rows go in with binary COPY. In the same transaction the writer merges the
+per-minute rollups and the latest state of each vehicle
 (``fleetwatch.store.rollups.merge``), writes alert changes and transitions, the
 rejected messages and the next offset of every partition the batch came from.
 Offsets are fenced: the transaction first locks the stored offsets and refuses
@@ -15,7 +15,6 @@ perception_rows, driving_rows)`` receives them in that form.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -139,8 +138,6 @@ _REJECT_TYPES: Final = (
 TelemetryRow = tuple[Any, ...]
 PerceptionRow = tuple[Any, ...]
 DrivingRow = tuple[Any, ...]
-
-_T_TIME, _T_VEHICLE = 0, 1
 
 
 def telemetry_row(message: AnyTelemetry, step_km: float) -> TelemetryRow:
@@ -421,113 +418,6 @@ def _store_offsets(cur: psycopg.Cursor[Any], batch: Batch) -> None:
     )
 
 
-def _latest_per_vehicle(rows: Sequence[TelemetryRow]) -> list[tuple[TelemetryRow, datetime]]:
-    latest: dict[str, TelemetryRow] = {}
-    first: dict[str, datetime] = {}
-    for row in rows:
-        vehicle = row[_T_VEHICLE]
-        current = latest.get(vehicle)
-        if current is None:
-            latest[vehicle] = row
-            first[vehicle] = row[_T_TIME]
-        else:
-            if row[_T_TIME] >= current[_T_TIME]:
-                latest[vehicle] = row
-            if row[_T_TIME] < first[vehicle]:
-                first[vehicle] = row[_T_TIME]
-    return [(latest[v], first[v]) for v in sorted(latest)]
-
-
-_VEHICLE_COLUMNS: Final = (
-    "vehicle_id",
-    "first_seen",
-    "last_seen",
-    "speed_kmh",
-    "speed_limit_kmh",
-    "lat",
-    "lon",
-    "heading_deg",
-    "battery_pct",
-    "range_km",
-    "odometer_km",
-    "autopilot",
-    "city",
-    "route_id",
-    "trip_id",
-)
-_VEHICLE_TYPES: Final = (
-    "text",
-    "timestamptz",
-    "timestamptz",
-    "float4",
-    "float4",
-    "float8",
-    "float8",
-    "float4",
-    "float4",
-    "float4",
-    "float8",
-    "bool",
-    "text",
-    "text",
-    "text",
-)
-_VEHICLE_STAGE: Final = "fleetwatch_vehicles_stage"
-
-# Connections whose session already has the staging table (it lives as long as they do).
-_staged: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-
-
-def upsert_vehicles(cur: psycopg.Cursor[Any], rows: Sequence[TelemetryRow]) -> None:
-    """Latest state per vehicle; an older sample never overwrites a newer one.
-
-    The rows go through a session-local staging table by binary COPY, which costs a
-    fraction of binding thousands of array elements as parameters.
-    """
-    if not rows:
-        return
-    conn = cur.connection
-    if conn not in _staged:
-        cur.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE vehicles) ON COMMIT DELETE ROWS"
-            ).format(sql.Identifier(_VEHICLE_STAGE))
-        )
-    staged = [
-        (row[_T_VEHICLE], first, row[_T_TIME], *row[3:15])
-        for row, first in _latest_per_vehicle(rows)
-    ]
-    copy_rows(cur, _VEHICLE_STAGE, _VEHICLE_COLUMNS, _VEHICLE_TYPES, staged)
-    cur.execute(
-        sql.SQL(
-            """
-        INSERT INTO vehicles AS v SELECT * FROM {} ORDER BY vehicle_id
-        ON CONFLICT (vehicle_id) DO UPDATE SET
-            first_seen = LEAST(v.first_seen, EXCLUDED.first_seen),
-            last_seen = EXCLUDED.last_seen,
-            speed_kmh = EXCLUDED.speed_kmh,
-            speed_limit_kmh = EXCLUDED.speed_limit_kmh,
-            lat = EXCLUDED.lat,
-            lon = EXCLUDED.lon,
-            heading_deg = EXCLUDED.heading_deg,
-            battery_pct = EXCLUDED.battery_pct,
-            range_km = EXCLUDED.range_km,
-            odometer_km = EXCLUDED.odometer_km,
-            autopilot = EXCLUDED.autopilot,
-            city = EXCLUDED.city,
-            route_id = EXCLUDED.route_id,
-            trip_id = EXCLUDED.trip_id
-        WHERE v.last_seen <= EXCLUDED.last_seen
-        """
-        ).format(sql.Identifier(_VEHICLE_STAGE))
-    )
-
-
-def _remember_staging(conn: psycopg.Connection[Any]) -> None:
-    # Only after a commit: a rolled-back transaction takes the CREATE TEMP TABLE with it.
-    _staged.add(conn)
-
-
 def _write_rejects(cur: psycopg.Cursor[Any], batch: Batch, now: datetime) -> None:
     if not batch.rejects:
         return
@@ -655,13 +545,10 @@ def write_batch(
     with conn.transaction(), conn.cursor() as cur:
         _fence_offsets(cur, batch)
         copy_events(cur, batch.telemetry, batch.perception, batch.driving)
-        upsert_vehicles(cur, batch.telemetry)
         merge(cur, batch.telemetry, batch.perception, batch.driving)
         new_ids = _write_alerts(cur, batch)
         _write_rejects(cur, batch, now)
         _store_offsets(cur, batch)
-    if batch.telemetry:
-        _remember_staging(conn)
     for alert in batch.alerts:
         if alert.alert_id is None:
             alert.alert_id = new_ids[id(alert)]

@@ -105,7 +105,6 @@ def load(dsn: str, vehicles: int, hours: float) -> None:
                         drv.append(writer.driving_row(m))
             with conn.transaction(), conn.cursor() as cur:
                 writer.copy_events(cur, tel, per, drv)
-                writer.upsert_vehicles(cur, tel)
                 t = time.perf_counter()
                 rollups.merge(cur, tel, per, drv)
                 merge_s.append(time.perf_counter() - t)

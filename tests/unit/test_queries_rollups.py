@@ -200,8 +200,29 @@ def test_empty_batch_writes_nothing() -> None:
 
 def test_vehicle_minute_columns_are_the_merge_columns() -> None:
     assert rollups.VEHICLE_MINUTE_COLUMNS[:2] == ("bucket", "vehicle_id")
+    assert rollups.STAGE_COLUMNS[: len(rollups.VEHICLE_MINUTE_COLUMNS)] == (
+        rollups.VEHICLE_MINUTE_COLUMNS
+    )
     row = merge([telemetry("A", 0, 5.0, 0.4)]).tables["vehicle_minute"][0]
-    assert len(row) == len(rollups.VEHICLE_MINUTE_COLUMNS) == len(rollups._VEHICLE_MINUTE_TYPES)
+    assert len(row) == len(rollups.STAGE_COLUMNS) == len(rollups._STAGE_TYPES)
+
+
+def test_staged_vehicle_state_is_that_of_the_latest_sample_of_the_minute() -> None:
+    early = telemetry("A", 10, 5.0, 0.4)
+    late = (*telemetry("A", 20, 5.1, 0.1)[:12], "Berlin", "R9", "trip-2", 0.1)
+    for rows in ([early, late], [late, early]):
+        (staged,) = merge(rows).tables["vehicle_minute"]
+        state = dict(zip(rollups.STAGE_COLUMNS, staged, strict=True))
+        assert state["last_time"] == late[0]
+        assert (state["city_last"], state["route_last"], state["trip_last"]) == (
+            "Berlin",
+            "R9",
+            "trip-2",
+        )
+    (single,) = merge([late]).tables["vehicle_minute"]
+    state = dict(zip(rollups.STAGE_COLUMNS, single, strict=True))
+    assert (state["speed_limit_last_kmh"], state["heading_last_deg"]) == (late[4], late[7])
+    assert (state["range_last_km"], state["city_last"]) == (late[9], "Berlin")
 
 
 def test_time_to_collision() -> None:
