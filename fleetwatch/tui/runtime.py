@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 30.0
+FLEET_LOCK_KEY = 0x666C_6565_7466  # "fleetf": the advisory lock of an in-process fleet
+VIEWING = "the fleet runs in another fleetwatch"
+"""Shown for the broker of an app that found another one running the in-process fleet."""
 CATCH_UP_SHOWN = timedelta(seconds=10)
 """A catch-up longer than this is shown as backfill progress."""
 
@@ -115,6 +118,11 @@ class AppServices:
         else:
             self._group = settings.ingest.group
         self._database_detail = ""
+        # Held while this app runs the in-process fleet (simulator and ingestor) on its
+        # database: a second app on the same database views that fleet instead of
+        # simulating the same vehicles again (every vehicle would report twice).
+        self._fleet_lock: psycopg.Connection[Any] | None = None
+        self.viewing = False
 
     @property
     def mode(self) -> str:
@@ -161,6 +169,11 @@ class AppServices:
             raise SourceUnavailable(str(error)) from None
         self._database = "up"
 
+        runs_fleet = settings.ingest.enabled or settings.simulator.enabled
+        if settings.kafka.bootstrap is None and runs_fleet and not self._claim_fleet(dsn):
+            log.info("%s on this database: viewing it", VIEWING)
+            self.viewing = True
+            return DatabaseSource(dsn, settings.rules), self
         if settings.ingest.enabled or settings.simulator.enabled:
             progress("connecting the transport", None)
             self._open_transport()
@@ -171,6 +184,23 @@ class AppServices:
             progress("starting the simulator", None)
             self._start_simulator(resume)
         return DatabaseSource(dsn, settings.rules), self
+
+    def _claim_fleet(self, dsn: str) -> bool:
+        """Take the database's in-process fleet lock for as long as this app runs; False
+        if another app holds it. A session lock: it goes with a process that dies."""
+        from fleetwatch.store.db import DatabaseUnavailable, connect
+
+        try:
+            conn = connect(dsn)
+            conn.autocommit = True
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (FLEET_LOCK_KEY,)).fetchone()
+        except DatabaseUnavailable as error:
+            raise SourceUnavailable(str(error)) from None
+        if row is not None and row[0]:
+            self._fleet_lock = conn
+            return True
+        conn.close()
+        return False
 
     def _open_transport(self) -> None:
         settings = self.settings
@@ -276,12 +306,14 @@ class AppServices:
         database: DatabaseState = self._database
         database_detail = self._database_detail
         broker: BrokerState
+        broker_detail = ""
         if self.settings.kafka.bootstrap is None:
             broker = "in-process" if self._consumer or self._producer else "none"
+            if self.viewing:
+                broker_detail = VIEWING
         else:
             broker = "up"
         rate = lag = rejects = None
-        broker_detail = ""
         backfill_pct = None
         if self._ingestor is not None:
             stats = self._ingestor.stats()
@@ -340,8 +372,11 @@ class AppServices:
                 except Exception:
                     log.exception("closing the transport failed")
         self._consumer = self._producer = None
-        if self.settings.kafka.bootstrap is None and self.dsn is not None:
+        if self.settings.kafka.bootstrap is None and self.dsn is not None and not self.viewing:
             self._forget_offsets(self.dsn)
+        if self._fleet_lock is not None:
+            self._fleet_lock.close()  # releases the lock
+            self._fleet_lock = None
         if self._embedded is not None:
             try:
                 self._embedded.stop()

@@ -24,7 +24,7 @@ from fleetwatch.store.db import connect
 from fleetwatch.transport.local import LocalBroker
 from fleetwatch.tui.app import FleetwatchApp, create_app
 from fleetwatch.tui.database import DatabaseSource
-from fleetwatch.tui.runtime import AppServices
+from fleetwatch.tui.runtime import VIEWING, AppServices
 from fleetwatch.tui.screens.modals import DurationModal
 from fleetwatch.tui.snapshots import AlertRow, ViewRequest
 from fleetwatch.tui.source import SourceUnavailable
@@ -240,6 +240,54 @@ def test_services_run_simulator_and_ingestor_then_stop(db_dsn: str) -> None:
     # The in-process broker is gone with the run: so are its offsets, so that the next
     # run's new broker is read from its start.
     assert offsets == (0,)
+
+
+def test_a_second_app_on_the_same_database_views_the_fleet_the_first_runs(
+    db_dsn: str,
+) -> None:
+    """Two apps on one database with the in-process fleet (two SSH sessions): the
+    second neither simulates nor ingests, so no vehicle reports twice; it shows why."""
+    settings = Settings.model_validate(
+        {"database": {"dsn": db_dsn}, "simulator": {"vehicles": 3, "backfill_hours": 0.01}}
+    )
+    first, second = AppServices(settings), AppServices(settings)
+    source, status = first.start(lambda _step, _fraction: None)
+    try:
+        viewer_source, viewer = second.start(lambda _step, _fraction: None)
+        try:
+            assert second.viewing and not first.viewing
+            shown = viewer.status()
+            assert (shown.broker, shown.broker_detail) == ("none", VIEWING)
+            assert shown.ingest_rate_per_s is None
+
+            def reporting() -> int:
+                request = ViewRequest("fleet", "15m", datetime.now(timezone.utc))
+                fleet = viewer_source.fetch(request).fleet
+                return 0 if fleet is None else fleet.kpis.vehicles_reporting
+
+            wait_until(lambda: reporting() == 3)  # the first app's fleet, seen by the second
+            wait_until(lambda: status.status().backfill_pct is None)
+        finally:
+            viewer_source.close()
+            second.stop()
+        # The viewer left the first app's run alone: still ingesting, offsets kept.
+        assert first._ingestor is not None and not first._stop.is_set()
+    finally:
+        source.close()
+        first.stop()
+    with psycopg.connect(db_dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT (vehicle_id, time)) FROM telemetry"
+        ).fetchone()
+    assert row is not None and row[0] == row[1] > 0  # one sample per vehicle and second
+    # With the first app gone, the next one runs the fleet again.
+    third = AppServices(settings)
+    source, _ = third.start(lambda _step, _fraction: None)
+    try:
+        assert not third.viewing
+    finally:
+        source.close()
+        third.stop()
 
 
 def test_embedded_mode_starts_a_private_database_and_stops_it(tmp_path: Path) -> None:
