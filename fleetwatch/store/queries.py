@@ -134,6 +134,15 @@ class Window:
         return cls(start=start, end=end, now=_utc(now), label=label)
 
     @classmethod
+    def until(cls, span: str, at: datetime) -> Window:
+        """The last ``span`` before ``at``, in whole minutes: like :meth:`last`, but a
+        moment on a minute boundary ends the window there, so nothing after ``at`` is
+        counted but the rest of the minute it falls in (the rollups are per minute)."""
+        window = cls.last(span, at)
+        shift = window.end - ceil_minute(at)
+        return cls(window.start - shift, window.end - shift, window.now, window.label)
+
+    @classmethod
     def between(cls, start: datetime, end: datetime, now: datetime | None = None) -> Window:
         """An explicit window, widened to whole minutes (start floored, end ceiled)."""
         start_floor, end_ceil = floor_minute(start), ceil_minute(end)

@@ -4,8 +4,9 @@
                       [--format table|json|csv] [--units km|mi]
 
 The numbers are those of the TUI (:mod:`fleetwatch.store.queries`, whose docstring
-defines them). The window is ``--window`` long and ends with the minute containing
-``--at`` (default: now); the vehicles' state (last seen, reporting, speed, battery...)
+defines them). The window is ``--window`` long (in whole minutes) and ends at ``--at``
+(default: now), or with the minute ``--at`` falls in when it is not on a minute
+boundary; the vehicles' state (last seen, reporting, speed, battery...)
 and the open alerts are those at ``--at``. With ``--vehicle`` the KPIs and the table
 cover that vehicle.
 
@@ -29,12 +30,12 @@ distance-bearing name ends in the unit asked for with ``--units``: ``_km`` or
   ``speed_*``, ``battery_pct``, ``odometer_*``, ``autopilot``, ``city``, ``route_id``,
   ``trip_id``, ``alerts_open``, ``worst_severity``, ``distance_*``,
   ``autonomous_distance_*``, ``interventions``, ``disengagements``,
-  ``*_per_intervention``.
+  ``*_per_intervention``, ``*_per_disengagement``.
 
 CSV: a header, then one row with ``scope`` = ``fleet``, then one row per vehicle
-(``scope`` = ``vehicle``); columns are the vehicle fields above plus
-``*_per_disengagement``, empty where they do not apply; an empty cell for a ratio
-means no events.
+(``scope`` = ``vehicle``); columns are the vehicle fields above, empty where they do
+not apply (the fleet's counts of reporting and moving vehicles are in the JSON and
+table formats); an empty cell for a ratio means no events.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None)
     out = out if out is not None else sys.stdout
     units = Units(settings.ui.units)
     try:
-        window = queries.parse_window(args.window, _parse_at(args.at))
+        window = queries.Window.until(args.window, _parse_at(args.at))
     except queries.WindowError as error:
         raise CliError(str(error)) from None
     dsn = settings.database.dsn.get_secret_value() if settings.database.dsn else None
@@ -252,6 +253,9 @@ def vehicle_json(r: VehicleRow, units: Units) -> dict[str, Any]:
         "interventions": r.interventions,
         "disengagements": r.disengagements,
         n["per_intervention"]: _per_event(units, r.km_per_intervention),
+        n["per_disengagement"]: _per_event(
+            units, queries.km_per_event(r.distance_km, r.disengagements)
+        ),
     }
 
 
@@ -269,10 +273,9 @@ def as_json(kpis: FleetKpis, rows: Sequence[VehicleRow], units: Units) -> dict[s
 
 
 def write_csv(kpis: FleetKpis, rows: Sequence[VehicleRow], units: Units, out: TextIO) -> None:
-    n = _names(units)
     fleet = fleet_json(kpis, units)
     vehicles = [vehicle_json(r, units) for r in rows]
-    columns = ["scope", *vehicle_json_columns(units), n["per_disengagement"]]
+    columns = ["scope", *vehicle_json_columns(units)]
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     shared = {key: fleet[key] for key in columns if key in fleet and key != "alerts_open"}
@@ -303,7 +306,12 @@ def vehicle_json_columns(units: Units) -> list[str]:
         "interventions",
         "disengagements",
         n["per_intervention"],
+        n["per_disengagement"],
     ]
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def _csv_cells(row: dict[str, Any]) -> dict[str, Any]:
@@ -361,8 +369,9 @@ def as_table(kpis: FleetKpis, rows: Sequence[VehicleRow], units: Units) -> str:
         ),
         (
             "safety",
-            f"{kpis.speed_violations} speed violations, {kpis.collision_risks} collision risks, "
-            f"{kpis.near_misses} near misses",
+            f"{_count(kpis.speed_violations, 'speed violation')}, "
+            f"{_count(kpis.collision_risks, 'collision risk')}, "
+            f"{_count(kpis.near_misses, 'near miss', 'near misses')}",
         ),
         (
             "open alerts",

@@ -207,6 +207,35 @@ def test_a_past_moment_after_retention_uses_the_minute_rollups(loaded_dsn: str) 
     assert by_id["AV-1"]["odometer_km"] == pytest.approx(1002.9)
 
 
+def test_a_moment_on_a_minute_boundary_ends_the_window_there(loaded_dsn: str) -> None:
+    code, text = _run(
+        report,
+        [
+            *("report", "--db", loaded_dsn, "--window", "5m"),
+            *("--at", "2026-02-02T09:05:00Z", "--format", "json"),
+        ],
+    )
+    assert code == 0
+    data = json.loads(text)
+    assert (data["window"]["start"], data["window"]["end"]) == (
+        "2026-02-02T09:00:00+00:00",
+        "2026-02-02T09:05:00+00:00",
+    )
+    # AV-1's interventions at 100 s and 200 s count, its disengagement at 300 s
+    # (09:05:00, not before the moment asked for) does not.
+    assert (data["fleet"]["interventions"], data["fleet"]["disengagements"]) == (2, 0)
+
+
+def test_per_vehicle_distance_per_disengagement_in_json_and_csv(loaded_dsn: str) -> None:
+    code, text = _run(report, ["report", "--db", loaded_dsn, "--at", AT, "--format", "json"])
+    by_id = {v["vehicle_id"]: v for v in json.loads(text)["vehicles"]}
+    assert by_id["AV-1"]["km_per_disengagement"] == pytest.approx(10.0)
+    assert by_id["AV-2"]["km_per_disengagement"] is None
+    code, text = _run(report, ["report", "--db", loaded_dsn, "--at", AT, "--format", "csv"])
+    rows = {r["vehicle_id"]: r for r in csv.DictReader(io.StringIO(text))}
+    assert float(rows["AV-1"]["km_per_disengagement"]) == pytest.approx(10.0)
+
+
 def test_table_report_says_no_interventions_and_shows_units(loaded_dsn: str) -> None:
     code, text = _run(report, ["report", "--db", loaded_dsn, "--at", AT, "--vehicle", "AV-2"])
     assert code == 0
