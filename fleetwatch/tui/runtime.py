@@ -175,7 +175,13 @@ class AppServices:
             self.viewing = True
             return DatabaseSource(dsn, settings.rules), self
         if settings.ingest.enabled or settings.simulator.enabled:
-            progress("connecting the transport", None)
+            bootstrap = settings.kafka.bootstrap
+            progress(
+                "starting the in-process broker"
+                if bootstrap is None
+                else f"connecting to Kafka at {bootstrap}",
+                None,
+            )
             self._open_transport()
         if settings.ingest.enabled:
             progress("starting the ingestor", None)

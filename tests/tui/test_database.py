@@ -219,6 +219,7 @@ def test_services_run_simulator_and_ingestor_then_stop(db_dsn: str) -> None:
     source, status = services.start(lambda step, _fraction: steps.append(step))
     try:
         assert steps[0] == "connecting to the database"
+        assert "starting the in-process broker" in steps
         assert "starting the simulator" in steps
 
         def vehicles() -> int:
