@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -264,6 +265,12 @@ def _mask(value: Any) -> str:
         return ", ".join(
             f"{k}={'****' if 'password' in k or 'secret' in k else v}" for k, v in value.items()
         )
+    if isinstance(value, bool):  # as the settings file writes them
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(f'"{v.value if isinstance(v, Enum) else v}"' for v in value) + "]"
+    if isinstance(value, Enum):
+        return str(value.value)
     return "" if value is None else str(value)
 
 

@@ -106,3 +106,6 @@ def test_describe_masks_secrets_and_names_sources(tmp_path: Path) -> None:
     rows = {name: (value, source) for name, value, source in describe(settings, sources)}
     assert rows["database.dsn"] == ("postgresql://u:****@h/d", "flag")
     assert rows["simulator.vehicles"] == ("25", "default")
+    # Values read as the settings file would write them.
+    assert rows["simulator.enabled"] == ("true", "default")
+    assert rows["rules.ttc_classes"][0].startswith('["car", "truck", "pedestrian"')
