@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -581,3 +582,25 @@ def test_palette_acknowledge_outside_the_alerts_view_says_why(make_app: AppFacto
         assert {"enter", "escape", "[ ]"} <= keys
 
     drive(make_app(), scenario)
+
+
+def test_bar_chart_over_a_week_is_labelled_with_dates_in_order(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("4")
+        await wait_for(pilot, rendered(app, "interventions"))
+        while app.window != "7d":
+            await pilot.press("w")
+        await wait_for(pilot, lambda: shown_window(app) == "7d")
+        chart = app.query_one("#chart-over-time")
+        axis = str(chart.render()).splitlines()[-1].split()
+        # Dates (MM-DD) from left to right, as on the vehicle view; no bare clock times.
+        assert len(axis) >= 3
+        assert all(re.fullmatch(r"\d\d-\d\d", label) for label in axis), axis
+        assert axis == sorted(axis)
+        assert axis[-1] == FIXED_NOW.strftime("%m-%d")
+
+    drive(make_app(), scenario)
+
+
+def shown_window(app: FleetwatchApp) -> str | None:
+    return app.last_snapshot.request.window if app.last_snapshot is not None else None

@@ -3,6 +3,7 @@ intervention by vehicle, and the event list."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from rich.text import Text
@@ -13,7 +14,7 @@ from fleetwatch.tui import format as fmt
 from fleetwatch.tui.messages import OpenVehicle, RenderContext
 from fleetwatch.tui.screens.common import FilterBox, View
 from fleetwatch.tui.snapshots import DrivingEventRow, InterventionsView, Snapshot
-from fleetwatch.tui.widgets.charts import BarChart, BarData
+from fleetwatch.tui.widgets.charts import BarChart, BarData, day_ticks
 from fleetwatch.tui.widgets.table import Column, SnapshotTable
 
 RANKING_BARS = 10
@@ -69,10 +70,19 @@ def intervention_columns(context: RenderContext) -> list[Column[DrivingEventRow]
 
 
 def over_time_data(view: InterventionsView) -> BarData:
-    long = view.bucket_width.total_seconds() >= 86400
+    long = view.bucket_width >= timedelta(days=1)
     labels = tuple(b.start.strftime("%m-%d" if long else "%H:%M") for b in view.buckets)
+    span = view.bucket_width * len(view.buckets)
+    # Over more than a day, bars of a few hours labelled with clock times would seem to
+    # run backwards (19:40 16:40 13:40…): the axis shows dates at midnight instead.
+    ticks = (
+        day_ticks(view.buckets[0].start, view.bucket_width, len(view.buckets))
+        if view.buckets and span > timedelta(days=1)
+        else ()
+    )
     return BarData(
         labels=labels,
+        ticks=ticks,
         values=(
             tuple(float(b.interventions) for b in view.buckets),
             tuple(float(b.disengagements) for b in view.buckets),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from textual.app import RenderResult
@@ -46,10 +46,36 @@ class TimeAxis:
         for minutes in positions:
             moment = self.end.timestamp() + minutes * 60
             when = datetime.fromtimestamp(moment, tz=self.end.tzinfo)
-            # A day's window crosses midnight: its ticks carry the date too.
-            fmt = "%H:%M" if span < 24 * 60 else "%m-%d %H:%M" if span == 24 * 60 else "%m-%d"
-            labels.append(when.strftime(fmt))
+            labels.append(time_label(when, self.end - self.start))
         return positions, labels
+
+
+def time_label(moment: datetime, span: timedelta) -> str:
+    """A time-axis label for a window of ``span``: the clock time within a day, the date
+    and time for a day (which crosses midnight), only the date for longer windows."""
+    day = timedelta(days=1)
+    fmt = "%H:%M" if span < day else "%m-%d %H:%M" if span == day else "%m-%d"
+    return moment.strftime(fmt)
+
+
+def day_ticks(
+    first_start: datetime, bucket_width: timedelta, count: int
+) -> tuple[tuple[float, str], ...]:
+    """Ticks at each midnight over ``count`` bars of ``bucket_width`` starting at
+    ``first_start``, labelled with the date, for a bar chart over more than a day.
+
+    Bar ``i`` (from 1) is centred on ``i``, so bucket time ``t`` sits at
+    ``0.5 + (t - first_start) / bucket_width``."""
+    end = first_start + bucket_width * count
+    midnight = first_start.replace(hour=0, minute=0, second=0, microsecond=0)
+    if midnight < first_start:
+        midnight += timedelta(days=1)
+    ticks = []
+    while midnight <= end:
+        position = 0.5 + (midnight - first_start) / bucket_width
+        ticks.append((position, time_label(midnight, end - first_start)))
+        midnight += timedelta(days=1)
+    return tuple(ticks)
 
 
 class Chart(PlotextPlot):
@@ -175,6 +201,9 @@ class BarData:
     """Per group: a fill pattern, so groups differ by more than colour (default solid)."""
     shorten_labels: bool = False
     """Shorten bar names (with "…") to name every bar, instead of naming every n-th."""
+    ticks: tuple[tuple[float, str], ...] = ()
+    """Labels at chosen positions (the first bar at 1) instead of the bar names, e.g. the
+    dates of a time axis (:func:`day_ticks`)."""
 
 
 class BarChart(Chart):
@@ -212,7 +241,10 @@ class BarChart(Chart):
                 width=data.width,
                 marker=list(data.markers) or "sd",
             )
-        self._label_ticks(plt, labels, data.horizontal, data.shorten_labels)
+        if data.ticks:
+            self._place_ticks(plt, data.ticks, data.horizontal)
+        else:
+            self._label_ticks(plt, labels, data.horizontal, data.shorten_labels)
         high = max(max(v) for v in values)
         positions = value_ticks(high, integer=data.counts)
         tick_labels = [_tick_label(p) for p in positions]
@@ -225,6 +257,23 @@ class BarChart(Chart):
             if data.value_label:
                 plt.ylabel(data.value_label)
         return True
+
+    def _place_ticks(
+        self, plt: Any, ticks: tuple[tuple[float, str], ...], horizontal: bool
+    ) -> None:
+        """Given ticks, every n-th of them when they do not all fit."""
+        if horizontal:
+            room = max(1, self.size.height - 4)
+        else:
+            widest = max(len(label) for _position, label in ticks) + 2
+            room = max(1, (self.size.width - 8) // widest)
+        shown = ticks[:: math.ceil(len(ticks) / room)]
+        positions = [position for position, _label in shown]
+        labels = [label for _position, label in shown]
+        if horizontal:
+            plt.yticks(positions, labels)
+        else:
+            plt.xticks(positions, labels)
 
     def _label_ticks(
         self, plt: Any, labels: list[str], horizontal: bool, shorten: bool = False
