@@ -96,6 +96,7 @@ VIEW_ACTIONS: dict[str, tuple[ViewName, ...]] = {
     "acknowledge": ("alerts",),
     "silence": ("alerts",),
     "step_vehicle": ("vehicle",),
+    "live": ("vehicle",),
     "filter": ("fleet", "alerts", "interventions", "perception"),
 }
 
@@ -192,6 +193,13 @@ class FleetwatchApp(App[int]):
             "Next",
             id="vehicle.next",
             tooltip="Next vehicle",
+        ),
+        Binding(
+            "l",
+            "live",
+            "Live",
+            id="vehicle.live",
+            tooltip="Back to live: the vehicle now instead of a past moment",
         ),
         Binding(
             "escape", "go_back", "Back", id="back", show=False, tooltip="Back / close the filter"
@@ -352,17 +360,29 @@ class FleetwatchApp(App[int]):
 
     def build_request(self) -> ViewRequest:
         now = self.clock()
-        vehicle_end = None
-        if self.vehicle_at is not None:
-            span = WINDOWS[self.window]
-            vehicle_end = min(now, self.vehicle_at + span / 4)
         return ViewRequest(
             view=self.view,
             window=self.window,
             end=now,
             vehicle_id=self.vehicle_id,
-            vehicle_end=vehicle_end,
+            vehicle_end=self._vehicle_end(now),
         )
+
+    def _vehicle_end(self, now: datetime) -> datetime | None:
+        """Where the vehicle view's window ends when it shows a past moment (the moment a
+        quarter of the window from its end), or None when it is live."""
+        if self.vehicle_at is None:
+            return None
+        end = self.vehicle_at + WINDOWS[self.window] / 4
+        return end if end < now else None
+
+    def _set_vehicle_at(self, at: datetime | None) -> None:
+        """Anchor the vehicle view at a past moment (None: live). A moment the window
+        reaches to now is live, so a later, narrower window does not anchor it again."""
+        self.vehicle_at = at
+        if self._vehicle_end(self.clock()) is None:
+            self.vehicle_at = None
+        self.refresh_bindings()
 
     def request_refresh(self) -> None:
         """Refresh now (superseding any refresh in flight); the loop continues from it."""
@@ -448,7 +468,7 @@ class FleetwatchApp(App[int]):
     def context(self) -> RenderContext:
         now = self.last_snapshot.taken_at if self.last_snapshot else self.clock()
         loading = self.status.backfill_pct if self.status is not None else None
-        return RenderContext(self.units, now, loading)
+        return RenderContext(self.units, now, loading, live_key=self.key_display("vehicle.live"))
 
     def _render_snapshot(self, snapshot: Snapshot) -> None:
         self._shown_screen = _screen_of(snapshot.request)
@@ -520,7 +540,7 @@ class FleetwatchApp(App[int]):
 
     def open_vehicle(self, vehicle_id: str, at: datetime | None = None) -> None:
         self.vehicle_id = vehicle_id
-        self.vehicle_at = at
+        self._set_vehicle_at(at)
         self._view("vehicle").vehicle_id = vehicle_id  # type: ignore[attr-defined]
         if self.view == "vehicle":
             self.request_refresh()
@@ -574,7 +594,12 @@ class FleetwatchApp(App[int]):
 
     def set_window(self, window: WindowName) -> None:
         self.window = window
+        self._set_vehicle_at(self.vehicle_at)
         self.query_one(WindowSelector).show(window)
+        self.request_refresh()
+
+    def action_live(self) -> None:
+        self._set_vehicle_at(None)
         self.request_refresh()
 
     def on_window_selector_chosen(self, message: WindowSelector.Chosen) -> None:
@@ -730,6 +755,8 @@ class FleetwatchApp(App[int]):
         views = VIEW_ACTIONS.get(action)
         if views is not None and self.view not in views:
             return False
+        if action == "live":
+            return self.vehicle_at is not None
         if action == "go_back":
             return (
                 self.view == "vehicle"
@@ -739,31 +766,53 @@ class FleetwatchApp(App[int]):
         return True
 
     def help_rows(self) -> list[tuple[str, str, str]]:
-        """(key, description, binding id) of every active key: the app's own first, then the focused
-        widget's, generated from the live bindings so remapped keys show as remapped."""
-        own: list[tuple[str, str, str]] = []
-        widget: list[tuple[str, str, str]] = []
-        seen: set[tuple[str, str]] = set()
+        """(keys, description, binding id) of every active action, once each: the app's own
+        first, then the focused widget's, generated from the live bindings so remapped keys
+        show as remapped. An action bound to two keys (``q`` and Textual's ``ctrl+q``) is one
+        row with both keys and the description of the binding that has an id."""
+        rows: dict[str, tuple[list[str], str, str, bool]] = {}
         for key, active in self.screen.active_bindings.items():
             binding = active.binding
-            if binding.system or not binding.description:
-                continue
-            label = (binding.tooltip or binding.description).strip()
+            if binding.system or not binding.description or binding.action == "select_cursor":
+                continue  # the table's Enter is listed below, with what it opens
             name = self.get_key_display(binding) or key
-            if (binding.action, label) in seen:
+            label = (binding.tooltip or binding.description).strip()
+            found = rows.get(binding.action)
+            if found is None:
+                rows[binding.action] = ([name], label, binding.id or "", active.node is self)
                 continue
-            seen.add((binding.action, label))
-            row = (name, label, binding.id or "")
-            (own if active.node is self else widget).append(row)
+            keys, _label, old_id, own = found
+            if binding.id and not old_id:
+                rows[binding.action] = ([name, *keys], label, binding.id, own)
+            else:
+                keys.append(name)
+        own_rows = [(" ".join(k), label, i) for k, label, i, own in rows.values() if own]
+        widget_rows = [(" ".join(k), label, i) for k, label, i, own in rows.values() if not own]
         # Keys that are only active in some places, so the list above may lack them.
-        always = [
-            ("enter", "Open the vehicle or alert under the cursor", ""),
-            ("escape", "Back to the previous view / clear the filter", "back"),
-            ("[ ]", "Previous / next vehicle (vehicle view)", "vehicle.previous, vehicle.next"),
-        ]
-        listed = {label for _key, label, _id in own + widget}
-        extra = [row for row in always if row[1] not in listed]
-        return own + extra + widget
+        listed = {binding_id for _key, _label, binding_id in own_rows + widget_rows}
+        extra = [("enter", "Open the vehicle or alert under the cursor", "")]
+        for binding_id in ("back", "vehicle.previous", "vehicle.next", "vehicle.live"):
+            somewhere = self._binding_by_id(binding_id)
+            if somewhere is not None and binding_id not in listed:
+                label = somewhere.tooltip or somewhere.description
+                extra.append((self.key_display(binding_id), label, binding_id))
+        return own_rows + extra + widget_rows
+
+    def _binding_by_id(self, binding_id: str) -> Binding | None:
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding) and binding.id == binding_id:
+                return binding
+        return None
+
+    def key_display(self, binding_id: str) -> str:
+        """How the footer shows the key of one of the app's bindings, remapped or not."""
+        binding = self._binding_by_id(binding_id)
+        if binding is None:
+            return ""
+        keys = self.settings.ui.keys.get(binding_id, binding.key)
+        return " ".join(
+            self.get_key_display(replace(binding, key=key.strip())) for key in keys.split(",")
+        )
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_rows()))
@@ -790,6 +839,7 @@ class FleetwatchApp(App[int]):
             ("Acknowledge alert", "Acknowledge the selected alert", "acknowledge"),
             ("Silence rule", "Silence the selected alert's rule for its vehicle", "silence"),
             ("Next vehicle", "Show the next vehicle", "step_vehicle(1)"),
+            ("Back to live", "Show the vehicle now instead of a past moment", "live"),
             ("Previous vehicle", "Show the previous vehicle", "step_vehicle(-1)"),
             ("Refresh now", "Run the queries now", "refresh_now"),
             ("Help", "Show every key", "help"),

@@ -20,6 +20,8 @@ class RenderContext:
     now: datetime
     loading_pct: float | None = None
     """Progress of the first-run history backfill; None once the history is stored."""
+    live_key: str = "l"
+    """The key that returns the vehicle view from a past moment to live (it can be remapped)."""
 
 
 class SnapshotFetched(Message):

@@ -579,7 +579,7 @@ def test_palette_acknowledge_outside_the_alerts_view_says_why(make_app: AppFacto
         app._palette("acknowledge")
         await wait_for(pilot, lambda: "Alerts (3)" in _last_notice(app))
         keys = {key for key, _label, _id in app.help_rows()}
-        assert {"enter", "escape", "[ ]"} <= keys
+        assert {"enter", "esc", "[", "]", "l"} <= keys
 
     drive(make_app(), scenario)
 
@@ -604,3 +604,101 @@ def test_bar_chart_over_a_week_is_labelled_with_dates_in_order(make_app: AppFact
 
 def shown_window(app: FleetwatchApp) -> str | None:
     return app.last_snapshot.request.window if app.last_snapshot is not None else None
+
+
+def past_banner(app: FleetwatchApp) -> str:
+    banner = app.query_one("#vehicle-past", Static)
+    return str(banner.render()) if banner.display else ""
+
+
+def test_vehicle_view_at_a_past_moment_says_so_and_a_key_returns_to_live(
+    make_app: AppFactory,
+) -> None:
+    source = FixedSource()
+
+    async def open_oldest_near_miss(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("5")
+        await wait_for(pilot, rendered(app, "perception"))
+        near = table(app, "perception")
+        oldest = min(near.shown_rows, key=lambda n: n.time)
+        assert oldest.time < FIXED_NOW - timedelta(minutes=15)
+        assert near.move_to_key(
+            f"{oldest.time.isoformat()}/{oldest.vehicle_id}/{oldest.object_class}"
+        )
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "PAST" in past_banner(app))
+
+    def live_key_shown(app: FleetwatchApp) -> bool:
+        return any(a.binding.id == "vehicle.live" for a in app.screen.active_bindings.values())
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await open_oldest_near_miss(app, pilot)
+        assert source.requests[-1].vehicle_at_key is not None
+        header = str(app.query_one("#vehicle-header", Static).render())
+        assert " now " in header  # the header's state is the current one, and says so
+        assert "l back to live" in past_banner(app)
+        assert live_key_shown(app)
+        # Leaving and coming back with 2 still shows the past moment, and says so.
+        await pilot.press("escape")
+        await wait_for(pilot, rendered(app, "perception"))
+        await pilot.press("2")
+        await wait_for(pilot, rendered(app, "vehicle"))
+        assert "PAST" in past_banner(app)
+        # The key returns to live.
+        await pilot.press("l")
+        await wait_for(pilot, lambda: past_banner(app) == "")
+        assert source.requests[-1].vehicle_end is None
+        assert not live_key_shown(app)
+        # A wider window that reaches now is live, and stays live when narrowed again.
+        await open_oldest_near_miss(app, pilot)
+        await pilot.press("w", "w")
+        await wait_for(pilot, lambda: shown_window(app) == "24h")
+        assert past_banner(app) == ""
+        await pilot.press("W", "W")
+        await wait_for(pilot, lambda: shown_window(app) == "1h")
+        assert past_banner(app) == "" and source.requests[-1].vehicle_end is None
+        # Opening the vehicle from the fleet table shows it live.
+        await open_oldest_near_miss(app, pilot)
+        await pilot.press("1")
+        await wait_for(pilot, rendered(app, "fleet"))
+        await pilot.press("enter")
+        await wait_for(pilot, rendered(app, "vehicle"))
+        assert past_banner(app) == "" and source.requests[-1].vehicle_end is None
+
+    drive(make_app(source), scenario)
+
+
+def test_live_key_can_be_remapped_and_the_banner_names_it(make_app: AppFactory) -> None:
+    settings = quiet_settings(keys={"vehicle.live": "n"})
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        alerts = table(app, "alerts")
+        alert: AlertRow = min(alerts.shown_rows, key=lambda a: a.last_seen)
+        assert alerts.move_to_key(str(alert.alert_id))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "n back to live" in past_banner(app))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: past_banner(app) == "")
+
+    drive(make_app(settings=settings), scenario)
+
+
+def test_help_lists_each_action_once(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        for key, view in (("1", "fleet"), ("2", "vehicle")):
+            await pilot.press(key)
+            await wait_for(pilot, rendered(app, view))
+            rows = app.help_rows()
+            descriptions = [description for _key, description, _id in rows]
+            ids = [binding_id for _key, _description, binding_id in rows if binding_id]
+            assert len(descriptions) == len(set(descriptions)), descriptions
+            assert len(ids) == len(set(ids)), ids
+            quits = [(key, d) for key, d, binding_id in rows if "Quit" in d]
+            assert quits == [("q ^q", "Quit fleetwatch")]
+            backs = [key for key, d, _id in rows if "Back" in d and "live" not in d]
+            assert backs == ["esc"]
+            assert [key for key, _d, binding_id in rows if binding_id == "vehicle.live"] == ["l"]
+
+    drive(make_app(), scenario)

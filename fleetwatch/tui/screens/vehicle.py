@@ -96,6 +96,7 @@ class VehicleDetail(View):
     def compose(self) -> ComposeResult:
         yield from self.compose_notice()
         yield Static("", id="vehicle-header")
+        yield Static("", id="vehicle-past")
         with Horizontal(id="vehicle-charts"):
             yield LineChart("speed vs limit", id="chart-speed")
             yield LineChart("battery %", id="chart-battery")
@@ -131,7 +132,9 @@ class VehicleDetail(View):
             if self.vehicle_id is None:
                 self.set_notice("No vehicle chosen: press 1 and Enter on a vehicle.")
             return
-        self._show_header(view, context)
+        past = snapshot.request.vehicle_at_key is not None
+        self._show_header(view, context, past=past)
+        self._show_past(view, context, past=past)
         self._show_charts(view, context)
         events = self.query_one("#vehicle-events", SnapshotTable)
         events.set_spec(event_columns(context))
@@ -143,7 +146,22 @@ class VehicleDetail(View):
         else:
             self.set_notice("")
 
-    def _show_header(self, view: VehicleView, context: RenderContext) -> None:
+    def _show_past(self, view: VehicleView, context: RenderContext, *, past: bool) -> None:
+        """A banner while the view shows a past moment (opened from an alert, an event or
+        a near miss) rather than live, and the key that returns to live."""
+        banner = self.query_one("#vehicle-past", Static)
+        banner.display = past
+        if not past:
+            return
+        text = Text()
+        text.append(" PAST ", style="bold reverse magenta")
+        text.append(f" {_span(view)} UTC ", style="bold magenta")
+        text.append(" charts and lists as they were then, not live; the lines above are now  ")
+        text.append(context.live_key, style="bold")
+        text.append(" back to live")
+        banner.update(text)
+
+    def _show_header(self, view: VehicleView, context: RenderContext, *, past: bool) -> None:
         vehicle = view.vehicle
         header = self.query_one("#vehicle-header", Static)
         if vehicle is None:
@@ -153,6 +171,8 @@ class VehicleDetail(View):
         text = Text()
         text.append(f" {vehicle.vehicle_id} ", style="bold reverse")
         text.append("  ")
+        if past:
+            text.append("now ", style="dim")
         loading = vehicle.status == "silent" and context.loading_pct is not None
         text.append_text(styled("loading" if loading else vehicle.status, STATUS_STYLE))
         text.append("  speed ", style="dim")
@@ -174,9 +194,6 @@ class VehicleDetail(View):
         text.append(fmt.distance(vehicle.odometer_km, units, digits=0))
         text.append("  last seen ", style="dim")
         text.append(fmt.age(vehicle.last_seen, context.now))
-        if view.end < context.now - (view.end - view.start) / 20:
-            text.append("  at ", style="dim")
-            text.append(fmt.stamp(view.end), style="bold magenta")
         header.update(text)
 
     def _show_charts(self, view: VehicleView, context: RenderContext) -> None:
@@ -224,6 +241,14 @@ class VehicleDetail(View):
                 text.append(f"  ttc≥{item.min_ttc_s:.1f}s", style="dim")
             text.append("\n")
         self.query_one("#vehicle-perception", Static).update(text)
+
+
+def _span(view: VehicleView) -> str:
+    """``11-27 18:36 to 19:36``, or with both dates when the window spans more than one."""
+    start, end = view.start, view.end
+    if start.date() == end.date():
+        return f"{start:%m-%d %H:%M} to {end:%H:%M}"
+    return f"{start:%m-%d %H:%M} to {end:%m-%d %H:%M}"
 
 
 def _event_key(event: DrivingEventRow) -> str:
