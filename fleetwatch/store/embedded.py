@@ -36,8 +36,10 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.util
+import logging
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -54,6 +56,8 @@ from psycopg import sql
 
 from fleetwatch.config import data_dir as user_data_dir
 from fleetwatch.config import mask_dsn
+
+log = logging.getLogger(__name__)
 
 DATABASE: Final = "fleetwatch"
 SUPERUSER: Final = "fleetwatch"
@@ -80,6 +84,17 @@ SERVER_SETTINGS: Final = {
 
 class EmbeddedError(Exception):
     """The embedded database cannot be used; the message is one sentence for the user."""
+
+
+def _first_error(output: str) -> str:
+    """The line of a server tool's output that says what went wrong: the first error
+    (what follows, such as initdb cleaning up after itself, is a consequence), else the
+    last line."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if re.search(r"\b(error|FATAL|PANIC|could not)\b", line):
+            return line.strip()
+    return lines[-1].strip() if lines else ""
 
 
 def default_data_dir() -> Path:
@@ -322,10 +337,11 @@ class EmbeddedPostgres:
                 **kwargs,
             )
         except subprocess.CalledProcessError as error:
-            detail = (error.stderr or error.stdout or "").strip().splitlines()
+            output = (error.stderr or error.stdout or "").strip()
+            log.warning("%s failed (exit status %d):\n%s", args[0], error.returncode, output)
             raise EmbeddedError(
                 f"{Path(args[0]).name} failed for the embedded database in {self.data_dir}: "
-                f"{detail[-1] if detail else f'exit status {error.returncode}'}"
+                f"{_first_error(output) or f'exit status {error.returncode}'}"
                 f"{self._log_hint()}"
             ) from None
         except subprocess.TimeoutExpired:
