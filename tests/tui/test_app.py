@@ -702,3 +702,26 @@ def test_help_lists_each_action_once(make_app: AppFactory) -> None:
             assert [key for key, _d, binding_id in rows if binding_id == "vehicle.live"] == ["l"]
 
     drive(make_app(), scenario)
+
+
+@pytest.mark.parametrize("size", [SIZE, NARROW])
+def test_every_sorted_column_shows_its_arrow(make_app: AppFactory, size: tuple[int, int]) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        fleet = table(app, "fleet")
+        seen: list[str] = []
+        while True:
+            key = fleet.sort_column
+            assert key is not None
+            column = fleet.columns[key]  # type: ignore[index]
+            label = column.label.plain
+            assert label.endswith(("▲", "▼")), label
+            # The header is cut to the column's width: the arrow must fit in it.
+            assert column.get_render_width(fleet) - 2 * fleet.cell_padding >= len(label), label
+            seen.append(key)
+            await pilot.press("o")
+            await pilot.pause()
+            if fleet.sort_column == seen[0]:
+                break
+        assert {"autopilot", "last_seen", "alerts", "kmpi"} <= set(seen) or size == NARROW
+
+    drive(make_app(), scenario, size=size)

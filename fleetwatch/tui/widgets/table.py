@@ -236,7 +236,11 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         if column.key != self.sort_column:
             return Text(column.label)
         arrow = "▼" if self.sort_reverse else "▲"
-        return Text.assemble(column.label, (f" {arrow}", "bold"))
+        label = column.label
+        if column.width is not None and len(label) + 2 > column.width:
+            # The header is cut to the column's width: shorten the label, keep the arrow.
+            label = label[: max(column.width - 3, 0)] + "…"
+        return Text.assemble(label, (f" {arrow}", "bold"))
 
     def _refresh_headers(self) -> None:
         """Relabel changed headers (sort arrow, units). Only columns without a fixed width
