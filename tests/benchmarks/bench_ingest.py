@@ -6,7 +6,10 @@ the start and the end weigh little) it prints:
 
 (a) raw COPY: the same rows, pre-built, binary-COPYed into the same tables in
     transactions of ``--batch`` rows (no decoding, rules, rollups or offsets);
-(b) full path: the messages produced to fresh Kafka topics first (a backlog), then one
+(b) the batch writer: the same pre-built rows through the ingestor's writer, which
+    also updates each vehicle's latest state and the minute rollups (no Kafka,
+    decoding or rules): the ceiling of the full path;
+(c) full path: the messages produced to fresh Kafka topics first (a backlog), then one
     in-process ingestor (the code ``fleetwatch ingest`` runs) from its first partition
     assignment until every message is committed.
 
@@ -63,7 +66,7 @@ from fleetwatch.pipeline.ingest import Ingestor, IngestParams, add_rows
 from fleetwatch.sim import Fleet, backfill
 from fleetwatch.store.db import connect
 from fleetwatch.store.migrate import apply_migrations
-from fleetwatch.store.writer import Batch, copy_events
+from fleetwatch.store.writer import Batch, copy_events, write_batch
 from fleetwatch.transport.kafka import KafkaConsumer, KafkaProducer, ensure_topics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,6 +180,29 @@ def raw_copy(
     return len(messages) / elapsed, used
 
 
+def writer_only(
+    dsn: str, messages: list[Message], batch_size: int
+) -> tuple[float, tuple[float, float]]:
+    """Events per second of the batch writer given pre-built rows: the rows, each
+    vehicle's latest state and the rollups in one transaction per batch (no Kafka, no
+    decoding, no rules), and the CPU seconds it took."""
+    batches: list[Batch] = []
+    odometer: dict[str, float] = {}
+    for i in range(0, len(messages), batch_size):
+        batch = Batch(group="bench")
+        add_rows(batch, ((("", 0), m) for m in messages[i : i + batch_size]), odometer)
+        batches.append(batch)
+    cpu = Cpu()
+    with cpu.connected(connect(dsn)) as conn:
+        cpu.start()
+        started = time.perf_counter()
+        for batch in batches:
+            write_batch(conn, batch)
+        elapsed = time.perf_counter() - started
+        used = cpu.used()
+    return len(messages) / elapsed, used
+
+
 def produce(bootstrap: str, prefix: str, messages: list[Message]) -> float:
     producer = KafkaProducer(bootstrap)
     started = time.perf_counter()
@@ -270,6 +296,13 @@ def main() -> int:
                 copy_rate, copy_cpu = raw_copy(dsn, messages, args.batch)
             print(f"  (a) raw COPY of pre-built rows:        {copy_rate:>10,.0f} events/s")
             print(f"      {_cpu_line(copy_cpu, len(messages))}")
+            with fresh_database(server_dsn) as dsn:
+                writer_rate, writer_cpu = writer_only(dsn, messages, args.batch)
+            print(
+                f"  (b) the batch writer, pre-built rows:  {writer_rate:>10,.0f} events/s "
+                "(with vehicle state and rollups)"
+            )
+            print(f"      {_cpu_line(writer_cpu, len(messages))}")
             with (
                 fresh_database(server_dsn) as dsn,
                 fresh_topics(bootstrap, args.partitions) as prefix,
@@ -278,7 +311,7 @@ def main() -> int:
                 rate, join_s, cpu = full_path(bootstrap, dsn, prefix, len(messages), args.batch)
             print(f"      (producing the backlog:            {produce_rate:>10,.0f} events/s)")
             print(
-                f"  (b) full path Kafka -> committed rows: {rate:>10,.0f} events/s "
+                f"  (c) full path Kafka -> committed rows: {rate:>10,.0f} events/s "
                 f"({rate / copy_rate:.0%} of raw COPY; joining the group took {join_s:.1f} s)"
             )
             print(f"      {_cpu_line(cpu, len(messages))}")
