@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from fleetwatch import durations
-from fleetwatch.config import Settings
+from fleetwatch.config import Settings, SimulatorSettings
 from fleetwatch.model import DRIVING_TOPIC, PERCEPTION_TOPIC, TELEMETRY_TOPIC, TOPICS
 from fleetwatch.signals import Stopper, stop_on_signals
 from fleetwatch.sim.fleet import TICK, Fleet
@@ -87,8 +87,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="X",
         help=(
-            "run event time X times faster than real time, starting --duration "
-            "(default: simulator.backfill_hours) in the past, then continue live"
+            "replay recent history X times faster than real time: start D ago (D from "
+            "--duration, else the simulator.backfill_hours setting, "
+            f"{SimulatorSettings().backfill_hours:g}h) and, without --duration, go on "
+            "live once caught up"
         ),
     )
     parser.add_argument(
