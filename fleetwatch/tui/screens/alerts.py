@@ -35,7 +35,6 @@ def alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
             lambda a: styled(a.severity, SEVERITY_STYLE),
             lambda a: SEVERITY_RANK.get(a.severity, 9),
             width=8,
-            drop=1,
         ),
         Column("rule", "Rule", lambda a: a.rule, lambda a: a.rule, width=14),
         Column("vehicle", "Vehicle", lambda a: a.vehicle_id, lambda a: a.vehicle_id, width=9),
@@ -62,6 +61,7 @@ def alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
             lambda a: Text(fmt.count(a.count), justify="right"),
             lambda a: a.count,
             width=6,
+            drop=1,
         ),
         Column(
             "summary",

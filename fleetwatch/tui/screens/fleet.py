@@ -81,6 +81,7 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
                 else round(fmt.distance_value(v.km_per_intervention, units), 2)
             ),
             width=11,
+            drop=1,
         ),
         Column("city", "City", lambda v: v.city, lambda v: v.city, width=16, drop=3),
     ]

@@ -36,7 +36,8 @@ class Column(Generic[T]):
     export_label: str | None = None
     """The CSV header when it needs more than the label, such as the unit."""
     drop: int = 0
-    """On a narrow table, columns give way highest ``drop`` first (0: never)."""
+    """On a narrow table, columns give way highest ``drop`` first (0: never). The column
+    the table is sorted by never gives way: the order must have a visible column."""
     flex: bool = False
     """Takes the width the other shown columns leave, but never less than ``width``."""
 
@@ -110,18 +111,20 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
             width = self._widths.get(column.key, column.width)
             self.add_column(self._header(column), key=column.key, width=width)
 
-    def _fit(self) -> None:
-        """Choose the columns (and the flexible column's width) for the table's width."""
+    def _fit(self) -> bool:
+        """Choose the columns (and the flexible column's width) for the table's width;
+        True when the columns changed (and the table was rebuilt)."""
         available = self.size.width - self.styles.scrollbar_size_vertical
         if available <= 0:
-            return
+            return False
         pad = 2 * self.cell_padding
         shown = list(self.spec)
 
         def total() -> int:
             return sum((c.width or len(c.label) + 2) + pad for c in shown)
 
-        for column in sorted((c for c in self.spec if c.drop), key=lambda c: -c.drop):
+        droppable = (c for c in self.spec if c.drop and c.key != self.sort_column)
+        for column in sorted(droppable, key=lambda c: -c.drop):
             if total() <= available:
                 break
             shown.remove(column)
@@ -130,7 +133,7 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
             if column.flex and column.width is not None:
                 widths[column.key] = max(column.width, column.width + available - total())
         if tuple(shown) == self._visible and widths == self._widths:
-            return
+            return False
         previous = self.current_row()
         self._visible = tuple(shown)
         self._widths = widths
@@ -140,6 +143,7 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         self._rebuild()
         if previous is not None:
             self.move_to_key(self._row_key(previous))
+        return True
 
     # -- data -----------------------------------------------------------------
 
@@ -174,6 +178,8 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
             reverse = not self.sort_reverse if column_key == self.sort_column else False
         self.sort_column = column_key
         self.sort_reverse = reverse
+        if self.is_mounted and self._fit():
+            return  # a column given way to is back (or another gave way): all rebuilt
         self._refresh_headers()
         self._rebuild()
 
@@ -207,7 +213,8 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
     # -- actions ----------------------------------------------------------------
 
     def action_cycle_sort(self) -> None:
-        keys = [column.key for column in self._visible]
+        # Every column, including those a narrow table hides: sorting by one shows it.
+        keys = [column.key for column in self.spec]
         if self.sort_column not in keys:
             self.sort_by(keys[0], reverse=False)
             return
