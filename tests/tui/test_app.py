@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widgets import Static
 
@@ -19,8 +20,15 @@ from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.screens.alerts import AlertsPane
 from fleetwatch.tui.screens.modals import DurationModal, HelpScreen
-from fleetwatch.tui.snapshots import AlertRow, ServiceStatus, VehicleRow
-from fleetwatch.tui.widgets.bars import StatusBar, WindowSelector
+from fleetwatch.tui.snapshots import (
+    AlertRow,
+    FleetKpis,
+    ServiceStatus,
+    Snapshot,
+    VehicleRow,
+    ViewRequest,
+)
+from fleetwatch.tui.widgets.bars import KpiTile, StatusBar, WindowSelector
 from fleetwatch.tui.widgets.table import SnapshotTable
 from tests.tui.conftest import NARROW, SIZE, AppFactory, quiet_settings, rendered, wait_for
 from tests.tui.sample import FIXED_NOW, FixedSource, FixedStatus, GatedServices
@@ -752,3 +760,35 @@ def test_a_narrow_table_keeps_the_column_it_is_sorted_by(make_app: AppFactory) -
         assert fleet.sort_column == "vehicle"
 
     drive(make_app(), scenario, size=NARROW)
+
+
+class BigFleetSource(FixedSource):
+    """Figures as wide as a week of a busy fleet gives: five-digit distances, two-digit
+    alert counts, a thousand kilometres per intervention."""
+
+    def fetch(self, request: ViewRequest) -> Snapshot:
+        snapshot = super().fetch(request)
+        if snapshot.fleet is None:
+            return snapshot
+        kpis = FleetKpis(25, 25, 18, 12_642.9, 12_642.9, 11, 0, 10, 11, 10)
+        return replace(snapshot, fleet=replace(snapshot.fleet, kpis=kpis))
+
+
+@pytest.mark.parametrize("size", [SIZE, NARROW])
+def test_kpi_tiles_show_every_figure_with_its_word(
+    make_app: AppFactory, size: tuple[int, int]
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        def tile_text(name: str) -> str:
+            tile = app.query_one(f"#kpi-{name}", KpiTile)
+            strips = tile.render_lines(Region(0, 0, *tile.outer_size))
+            lines = (strip.text.strip(" ▊") for strip in strips)
+            return " ".join(line for line in lines if line)
+
+        # Each phrase whole (a line breaks between phrases, never inside one or past the tile).
+        assert tile_text("distance") == "DISTANCE 12,643 km 12,643 km autonomous"
+        assert tile_text("interventions").endswith(f"1 per {fmt.distance(12_642.9 / 11, 'km')}")
+        assert tile_text("disengagements").endswith("no disengagements")
+        assert tile_text("alerts").endswith("10 crit 11 warn 10 info")
+
+    drive(make_app(BigFleetSource()), scenario, size=size)

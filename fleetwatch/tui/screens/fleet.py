@@ -157,7 +157,7 @@ class FleetPane(View):
         self.query_one("#kpi-distance", KpiTile).show(
             "Distance",
             fmt.distance(kpis.distance_km, units),
-            f"{fmt.distance(kpis.autonomous_km, units)} autonomous",
+            (fmt.distance(kpis.autonomous_km, units), "autonomous"),
         )
         self.query_one("#kpi-interventions", KpiTile).show(
             "Interventions",
@@ -169,16 +169,11 @@ class FleetPane(View):
             fmt.count(kpis.disengagements),
             _per(kpis.km_per_disengagement, units, "disengagements"),
         )
-        alerts = Text()
-        alerts.append(
-            f"{kpis.alerts_critical} crit", style="bold red" if kpis.alerts_critical else ""
+        alerts = (
+            Text(f"{kpis.alerts_critical} crit", style="bold red" if kpis.alerts_critical else ""),
+            Text(f"{kpis.alerts_warning} warn", style="bold yellow" if kpis.alerts_warning else ""),
+            Text(f"{kpis.alerts_info} info", style="cyan" if kpis.alerts_info else ""),
         )
-        alerts.append(" ")
-        alerts.append(
-            f"{kpis.alerts_warning} warn", style="bold yellow" if kpis.alerts_warning else ""
-        )
-        alerts.append(" ")
-        alerts.append(f"{kpis.alerts_info} info", style="cyan" if kpis.alerts_info else "")
         total = kpis.alerts_critical + kpis.alerts_warning + kpis.alerts_info
         self.query_one("#kpi-alerts", KpiTile).show("Open alerts", f"{total}", alerts)
 
@@ -188,8 +183,9 @@ class FleetPane(View):
         self.post_message(OpenVehicle(row.vehicle_id))
 
 
-def _per(value: float | None, units: fmt.Units, what: str) -> str:
-    """``1 per 406.4 km``: distance per event as a ratio of totals, or ``no interventions``."""
+def _per(value: float | None, units: fmt.Units, what: str) -> tuple[str, str]:
+    """``1 per 406.4 km``: distance per event as a ratio of totals, or ``no interventions``;
+    as two phrases, so a narrow tile breaks the line between them."""
     if value is None:
-        return f"no {what}"
-    return f"1 per {fmt.distance(value, units)}"
+        return ("no", what)
+    return ("1 per", fmt.distance(value, units))

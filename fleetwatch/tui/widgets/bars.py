@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from rich.text import Text
@@ -14,16 +15,52 @@ from fleetwatch.tui.snapshots import WINDOW_NAMES, ServiceStatus, WindowName
 
 
 class KpiTile(Static):
-    """A labelled figure with a small caption under it."""
+    """A labelled figure with a caption of a few phrases under it, such as
+    ``("0 crit", "11 warn", "0 info")``. Phrases share a line while they fit and
+    otherwise start a new one, so a narrow tile never cuts a phrase or parts a number
+    from its word."""
 
-    def show(self, label: str, value: str | Text, caption: str | Text = "") -> None:
+    _label: str = ""
+    _value: Text = Text()
+    _phrases: tuple[Text, ...] = ()
+
+    def show(
+        self, label: str, value: str | Text, caption: str | Text | Sequence[str | Text] = ()
+    ) -> None:
+        self._label = label
+        self._value = value if isinstance(value, Text) else Text(value, style="bold")
+        parts = (caption,) if isinstance(caption, str | Text) else tuple(caption)
+        self._phrases = tuple(p if isinstance(p, Text) else Text(p, style="dim") for p in parts)
+        self.refresh()
+
+    @property
+    def caption_lines(self) -> list[str]:
+        """The caption as laid out at the tile's width."""
+        return [line.plain for line in self._caption()]
+
+    def render(self) -> Text:
         body = Text()
-        body.append(label.upper(), style="dim")
+        body.append(self._label.upper(), style="dim")
         body.append("\n")
-        body.append_text(value if isinstance(value, Text) else Text(value, style="bold"))
-        body.append("\n")
-        body.append_text(caption if isinstance(caption, Text) else Text(caption, style="dim"))
-        self.update(body)
+        body.append_text(self._value)
+        for line in self._caption():
+            body.append("\n")
+            body.append_text(line)
+        return body
+
+    def on_resize(self) -> None:
+        self.refresh()
+
+    def _caption(self) -> list[Text]:
+        width = self.content_size.width
+        lines: list[Text] = []
+        for phrase in self._phrases:
+            if lines and lines[-1].cell_len + 1 + phrase.cell_len <= width:
+                lines[-1].append(" ")
+                lines[-1].append_text(phrase)
+            else:
+                lines.append(phrase.copy())
+        return lines
 
 
 class WindowSelector(Static):
