@@ -110,6 +110,58 @@ def default_export_dir() -> Path:
     return Path(platformdirs.user_documents_dir()) / APP_NAME
 
 
+ALWAYS_QUITS = "ctrl+q"
+"""Textual's own quit key: no remap may take it, so the app can always be left."""
+
+
+def binding_ids() -> set[str]:
+    """Every binding id the ``[ui] keys`` setting may remap (the help screen lists them)."""
+    owners: tuple[type[Any], ...] = (FleetwatchApp, SnapshotTable, HelpScreen, DurationModal)
+    return {
+        binding.id
+        for owner in owners
+        for cls in owner.__mro__
+        for binding in getattr(cls, "BINDINGS", ())
+        if isinstance(binding, Binding) and binding.id
+    }
+
+
+def check_keymap(keys: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The remaps from the ``[ui] keys`` setting that can be applied, and one sentence for
+    each problem: an unknown binding id (ignored), a remap onto ctrl+q (ignored: it always
+    quits), and a remap that takes a key away from quit (applied; ctrl+q still quits)."""
+    known = binding_ids()
+    problems: list[str] = []
+    unknown = [binding_id for binding_id in keys if binding_id not in known]
+    if unknown:
+        names = ", ".join(f'"{binding_id}"' for binding_id in unknown)
+        problems.append(
+            f"Unknown key binding id{'s' if len(unknown) > 1 else ''} {names} in the [ui] keys "
+            "setting, ignored: the help screen (?) lists the ids."
+        )
+    keymap: dict[str, str] = {}
+    for binding_id, value in keys.items():
+        if binding_id not in known:
+            continue
+        bound = [key.strip() for key in value.split(",")]
+        if ALWAYS_QUITS in bound and binding_id != "quit":
+            problems.append(
+                f'The [ui] keys setting gives {ALWAYS_QUITS} to "{binding_id}", ignored: '
+                f"{ALWAYS_QUITS} always quits."
+            )
+            continue
+        keymap[binding_id] = value
+    quit_keys = [key.strip() for key in keymap.get("quit", "q").split(",")]
+    for binding_id, value in keymap.items():
+        taken = [key.strip() for key in value.split(",") if key.strip() in quit_keys]
+        if binding_id != "quit" and taken:
+            problems.append(
+                f'The [ui] keys setting gives {", ".join(taken)} to "{binding_id}" instead '
+                f"of quit: {ALWAYS_QUITS} always quits."
+            )
+    return keymap, problems
+
+
 class FleetwatchApp(App[int]):
     """Live fleet monitor; see the module docstring for the threading model."""
 
@@ -251,8 +303,9 @@ class FleetwatchApp(App[int]):
             self.animation_level = "none"
         if settings.ui.theme in self.available_themes:
             self.theme = settings.ui.theme
-        if settings.ui.keys:
-            self.set_keymap(settings.ui.keys)
+        self.keymap, self.keymap_problems = check_keymap(settings.ui.keys)
+        if self.keymap:
+            self.set_keymap(self.keymap)
 
     # ------------------------------------------------------------------ crashes
 
@@ -304,6 +357,8 @@ class FleetwatchApp(App[int]):
             self.query_one("#startup").display = False
             self.request_refresh()
         self.call_after_refresh(self._focus_view)
+        for problem in self.keymap_problems:
+            self.notify(problem, title="Settings", severity="warning", timeout=15, markup=False)
 
     def on_unmount(self) -> None:
         self._stop_polling()
@@ -809,7 +864,7 @@ class FleetwatchApp(App[int]):
         binding = self._binding_by_id(binding_id)
         if binding is None:
             return ""
-        keys = self.settings.ui.keys.get(binding_id, binding.key)
+        keys = self.keymap.get(binding_id, binding.key)
         return " ".join(
             self.get_key_display(replace(binding, key=key.strip())) for key in keys.split(",")
         )

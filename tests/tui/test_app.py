@@ -369,6 +369,44 @@ def test_bindings_can_be_remapped_by_id_in_the_settings(make_app: AppFactory) ->
     drive(make_app(settings=quiet_settings(keys={"window.cycle": "t"})), scenario)
 
 
+def test_key_remaps_name_unknown_ids_and_never_take_every_way_to_quit(
+    make_app: AppFactory,
+) -> None:
+    keys = {"nonexistent.action": "z", "pause": "q", "units": "ctrl+q"}
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: len(app._notifications) == 3)
+        unknown, refused, quit_taken = (note.message for note in app._notifications)
+        assert unknown == (
+            'Unknown key binding id "nonexistent.action" in the [ui] keys setting, ignored: '
+            "the help screen (?) lists the ids."
+        )
+        assert refused == (
+            'The [ui] keys setting gives ctrl+q to "units", ignored: ctrl+q always quits.'
+        )
+        assert quit_taken == (
+            'The [ui] keys setting gives q to "pause" instead of quit: ctrl+q always quits.'
+        )
+        await pilot.press("q")  # remapped: pauses
+        await wait_for(pilot, lambda: app.paused)
+        assert app.is_running
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: not app.is_running)
+
+    drive(make_app(settings=quiet_settings(keys=keys)), scenario)
+
+
+def test_valid_key_remaps_say_nothing(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.pause()
+        assert not app._notifications
+        assert app.units == "km"
+        await pilot.press("z")
+        await wait_for(pilot, lambda: app.units == "mi")
+
+    drive(make_app(settings=quiet_settings(keys={"units": "z", "quit": "q,x"})), scenario)
+
+
 def test_start_up_shows_progress_then_the_fleet(make_app: AppFactory) -> None:
     services = GatedServices(FixedSource())
     app = make_app(services=services)
