@@ -56,6 +56,7 @@ import psycopg
 from psycopg import sql
 
 from fleetwatch.model import DrivingEventType
+from fleetwatch.store.db import copy_rows
 
 MOVING_KMH: Final = 1.0
 """A vehicle faster than this is moving."""
@@ -609,14 +610,7 @@ def merge(
     r = aggregate(telemetry_rows, perception_rows, driving_rows)
     if r.vehicle_minute:
         cur.execute(VEHICLE_MINUTE_STAGE_SQL)
-        with cur.copy(
-            f"COPY {VEHICLE_MINUTE_STAGE} ({', '.join(STAGE_COLUMNS)})"
-            " FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(list(_STAGE_TYPES))
-            write_row = copy.write_row
-            for row in r.vehicle_minute:
-                write_row(row)
+        copy_rows(cur, VEHICLE_MINUTE_STAGE, STAGE_COLUMNS, _STAGE_TYPES, r.vehicle_minute)
         cur.execute(VEHICLE_MINUTE_MERGE_SQL)
         cur.execute(VEHICLES_MERGE_SQL)
     if r.fleet_minute:

@@ -21,11 +21,11 @@ from datetime import datetime, timezone
 from typing import Any, Final, Protocol
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 
 from fleetwatch.model import AnyDriving, AnyPerception, AnyTelemetry
 from fleetwatch.store import rollups
+from fleetwatch.store.db import copy_rows
 from fleetwatch.transport.base import TopicPartition
 
 REJECT_RAW_MAX_BYTES: Final = 64 * 1024
@@ -307,31 +307,6 @@ RollupMerge = Callable[
     [psycopg.Cursor[Any], Sequence[TelemetryRow], Sequence[PerceptionRow], Sequence[DrivingRow]],
     None,
 ]
-
-
-def copy_rows(
-    cur: psycopg.Cursor[Any],
-    table: str,
-    columns: Sequence[str],
-    types: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-) -> None:
-    """Binary COPY of ``rows`` into ``table``; ``types`` are the PostgreSQL type names of
-    ``columns`` (``"float4"``, ``"timestamptz"``...).
-
-    Much cheaper than binding thousands of array elements as query parameters: COPY
-    into a temporary table and merge from it with one ``INSERT ... SELECT``.
-    """
-    if not rows:
-        return
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
-    with cur.copy(statement) as copy:
-        copy.set_types(list(types))
-        write_row = copy.write_row
-        for row in rows:
-            write_row(row)
 
 
 def copy_events(
