@@ -40,7 +40,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -157,50 +157,55 @@ def _cpu_line(cpu: tuple[float, float], events: int) -> str:
     return f"CPU per event: {own / events * 1e6:5.1f} us here, {db / events * 1e6:5.1f} us database"
 
 
-def raw_copy(
-    dsn: str, messages: list[Message], batch_size: int
-) -> tuple[float, tuple[float, float]]:
-    """Events per second of binary COPY of pre-built rows, one transaction per batch, and
-    the CPU seconds it took (this process, the database backend)."""
+def _prebuilt(messages: list[Message], batch_size: int) -> list[Batch]:
+    """The rows of ``messages`` in batches of ``batch_size``, built before any timing."""
     batches: list[Batch] = []
     odometer: dict[str, float] = {}
     for i in range(0, len(messages), batch_size):
         batch = Batch(group="bench")
         add_rows(batch, ((("", 0), m) for m in messages[i : i + batch_size]), odometer)
         batches.append(batch)
+    return batches
+
+
+def _timed_writes(
+    dsn: str,
+    messages: list[Message],
+    batch_size: int,
+    write: Callable[[psycopg.Connection[Any], Batch], object],
+) -> tuple[float, tuple[float, float]]:
+    """Events per second of ``write`` over the pre-built batches, and the CPU seconds it
+    took (this process, the database backend)."""
+    batches = _prebuilt(messages, batch_size)
     cpu = Cpu()
     with cpu.connected(connect(dsn)) as conn:
         cpu.start()
         started = time.perf_counter()
         for batch in batches:
-            with conn.transaction(), conn.cursor() as cur:
-                copy_events(cur, batch.telemetry, batch.perception, batch.driving)
+            write(conn, batch)
         elapsed = time.perf_counter() - started
         used = cpu.used()
     return len(messages) / elapsed, used
+
+
+def _copy_only(conn: psycopg.Connection[Any], batch: Batch) -> None:
+    with conn.transaction(), conn.cursor() as cur:
+        copy_events(cur, batch.telemetry, batch.perception, batch.driving)
+
+
+def raw_copy(
+    dsn: str, messages: list[Message], batch_size: int
+) -> tuple[float, tuple[float, float]]:
+    """Binary COPY of pre-built rows, one transaction per batch: the ceiling."""
+    return _timed_writes(dsn, messages, batch_size, _copy_only)
 
 
 def writer_only(
     dsn: str, messages: list[Message], batch_size: int
 ) -> tuple[float, tuple[float, float]]:
-    """Events per second of the batch writer given pre-built rows: the rows, each
-    vehicle's latest state and the rollups in one transaction per batch (no Kafka, no
-    decoding, no rules), and the CPU seconds it took."""
-    batches: list[Batch] = []
-    odometer: dict[str, float] = {}
-    for i in range(0, len(messages), batch_size):
-        batch = Batch(group="bench")
-        add_rows(batch, ((("", 0), m) for m in messages[i : i + batch_size]), odometer)
-        batches.append(batch)
-    cpu = Cpu()
-    with cpu.connected(connect(dsn)) as conn:
-        cpu.start()
-        started = time.perf_counter()
-        for batch in batches:
-            write_batch(conn, batch)
-        elapsed = time.perf_counter() - started
-        used = cpu.used()
-    return len(messages) / elapsed, used
+    """The batch writer given pre-built rows: the rows, each vehicle's latest state and
+    the rollups in one transaction per batch (no Kafka, no decoding, no rules)."""
+    return _timed_writes(dsn, messages, batch_size, write_batch)
 
 
 def produce(bootstrap: str, prefix: str, messages: list[Message]) -> float:
