@@ -361,12 +361,7 @@ class Vehicle:
         self.rng = rng
         self.vehicle_id = vehicle_id_of(index)
         route = routes[rng.randrange(len(routes))]
-        self.route = route
-        self.route_id = route.route_id
-        self.city = route.city
-        self.city_index = next(i for i, c in enumerate(CITIES) if c.name == route.city)
-        self.segments = route.segments
-        self.n_segments = len(route.segments)
+        self._take_route(route)
 
         self.quality = math.exp(rng.gauss(0.0, 0.45))
         """Multiplies the vehicle's intervention and disengagement hazards."""
@@ -426,6 +421,14 @@ class Vehicle:
             self.trip_id = f"{self.trip_prefix}-{self.trip_number:04d}"
             self.trip_left_m = rng.uniform(500.0, min(8000.0, route.length_m * 0.7))
 
+    def _take_route(self, route: Route) -> None:
+        self.route = route
+        self.route_id = route.route_id
+        self.city = route.city
+        self.city_index = next(i for i, c in enumerate(CITIES) if c.name == route.city)
+        self.segments = route.segments
+        self.n_segments = len(route.segments)
+
     def resume(self, state: VehicleState, routes: Mapping[str, Route]) -> None:
         """Continue from ``state`` instead of the drawn start (see :class:`VehicleState`).
 
@@ -435,12 +438,7 @@ class Vehicle:
         rng = self.rng
         route = routes.get(state.route_id)
         if route is not None:
-            self.route = route
-            self.route_id = route.route_id
-            self.city = route.city
-            self.city_index = next(i for i, c in enumerate(CITIES) if c.name == route.city)
-            self.segments = route.segments
-            self.n_segments = len(route.segments)
+            self._take_route(route)
             self.seg_index, self.offset_m = nearest_position(route, state.lat, state.lon)
             self.seg = self.segments[self.seg_index]
         if math.isfinite(state.odometer_km) and state.odometer_km >= 0:
