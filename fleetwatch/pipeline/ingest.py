@@ -168,14 +168,11 @@ class _NUL(Exception):
 
 def _check_text(message: WireStruct) -> None:
     # PostgreSQL text cannot hold NUL; such a message would fail the whole batch.
-    cls = type(message)
-    if cls is PerceptionStruct:  # no free text: the most frequent, checked first
+    if type(message) is PerceptionStruct:  # no free text: the most frequent, checked first
         return
-    if cls is TelemetryStruct:
-        assert isinstance(message, TelemetryStruct)
+    if isinstance(message, TelemetryStruct):
         texts: tuple[str | None, ...] = (message.city, message.route_id, message.trip_id)
-    elif cls is DrivingStruct:
-        assert isinstance(message, DrivingStruct)
+    elif isinstance(message, DrivingStruct):
         texts = (message.cause, message.detail)
     else:
         return
