@@ -140,7 +140,7 @@ class IngestStats:
 @dataclass(frozen=True, slots=True)
 class IngestParams:
     group: str = "fleetwatch-ingest"
-    batch_max: int = 20_000
+    batch_max: int = 50_000
     batch_ms: int = 200
     topics: Mapping[str, str] = field(default_factory=lambda: {t: t for t in TOPICS})
     """Topic to subscribe to -> the stream it carries (one of ``fleetwatch.model.TOPICS``)."""
