@@ -441,6 +441,8 @@ class DrivingEventRow:
     autopilot: bool
     city: str = ""
     """The vehicle's city (from its latest state); lat/lon give the exact place."""
+    event_id: str = ""
+    """The event's unique id (a UUID, as text)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,6 +532,77 @@ class Silence:
     created_by: str
     created_at: datetime
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySample:
+    """One raw telemetry reading (1 Hz), as the vehicle sent it."""
+
+    time: datetime
+    speed_kmh: float
+    speed_limit_kmh: float
+    battery_pct: float
+    autopilot: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PerceivedObject:
+    """One perception event: an object the vehicle saw, and how fast it was closing in."""
+
+    time: datetime
+    object_class: str
+    distance_m: float
+    closing_speed_mps: float
+    ttc_s: float | None
+    """Distance / closing speed when closing in, else None."""
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlertAtMoment:
+    """An alert of the vehicle that was open (pending or firing) at a given moment."""
+
+    alert_id: int
+    rule: str
+    severity: str
+    state: str
+    """Its state at that moment: ``firing`` if it had fired by then, else ``pending``."""
+    first_seen: datetime
+    fired_at: datetime | None
+    last_seen: datetime
+    resolved_at: datetime | None
+    """When it resolved, if it has since (after the moment)."""
+    value: float | None
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventContext:
+    """One driving event and what surrounded it: the vehicle's telemetry from
+    ``telemetry_s`` before to ``telemetry_s`` after, its perception events within
+    ``perception_s`` either side, and its alerts open at that moment."""
+
+    vehicle_id: str
+    at: datetime
+    event: DrivingEventRow | None
+    """None when no such event is stored (any more)."""
+    telemetry_s: float
+    telemetry: tuple[TelemetrySample, ...]
+    """Oldest first."""
+    perception_s: float
+    ttc_threshold_s: float
+    perception: tuple[ClassCount, ...]
+    """Objects seen by class, most frequent first; near misses below ``ttc_threshold_s``."""
+    closest: PerceivedObject | None
+    """The nearest object seen in the perception span."""
+    lowest_ttc: PerceivedObject | None
+    """The object with the lowest time-to-collision in the span (None: nothing closing in)."""
+    alerts: tuple[AlertAtMoment, ...]
+    """Most severe first, then oldest first."""
+
+    @property
+    def perceived(self) -> int:
+        return sum(c.events for c in self.perception)
 
 
 # --------------------------------------------------------------------------- SQL
@@ -845,7 +918,8 @@ ORDER BY count(*) DESC, 1
 
 DRIVING_EVENTS_SQL: Final = """
 SELECT e.time, e.vehicle_id, e.type, e.cause, e.detail, e.lat, e.lon,
-       e.speed_kmh::float8 AS speed_kmh, e.autopilot, coalesce(v.city, '') AS city
+       e.speed_kmh::float8 AS speed_kmh, e.autopilot, coalesce(v.city, '') AS city,
+       e.event_id::text AS event_id
 FROM driving_events e
 LEFT JOIN vehicles v ON v.vehicle_id = e.vehicle_id
 WHERE e.type = ANY(%(types)s)
@@ -918,6 +992,74 @@ WHERE a.state = ANY(%(states)s)
   AND (%(end)s::timestamptz IS NULL OR a.last_seen < %(end)s::timestamptz)
 ORDER BY CASE a.severity WHEN 'critical' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END,
          a.last_seen DESC, a.first_seen DESC, a.vehicle_id, a.rule, a.alert_id
+LIMIT %(limit)s
+"""
+
+# The context of one driving event. Every statement is a range of one vehicle's index
+# (driving_vehicle_time, telemetry_vehicle_time, perception_vehicle_time on
+# (vehicle_id, time DESC); alerts_vehicle_seen on (vehicle_id, last_seen DESC)), a few
+# seconds long, so the cost does not grow with the table.
+EVENT_SQL: Final = """
+SELECT e.time, e.vehicle_id, e.type, e.cause, e.detail, e.lat, e.lon,
+       e.speed_kmh::float8 AS speed_kmh, e.autopilot, coalesce(v.city, '') AS city,
+       e.event_id::text AS event_id
+FROM driving_events e
+LEFT JOIN vehicles v ON v.vehicle_id = e.vehicle_id
+WHERE e.vehicle_id = %(vehicle_id)s AND e.time = %(at)s
+  AND (%(event_id)s::uuid IS NULL OR e.event_id = %(event_id)s::uuid)
+  AND (%(type)s::text IS NULL OR e.type = %(type)s::text)
+ORDER BY e.event_id
+LIMIT 1
+"""
+
+EVENT_TELEMETRY_SQL: Final = """
+SELECT time, speed_kmh::float8 AS speed_kmh, speed_limit_kmh::float8 AS speed_limit_kmh,
+       battery_pct::float8 AS battery_pct, autopilot
+FROM telemetry
+WHERE vehicle_id = %(vehicle_id)s AND time >= %(start)s AND time <= %(end)s
+ORDER BY time
+"""
+
+EVENT_PERCEPTION_CLASSES_SQL: Final = """
+SELECT object_class, count(*)::bigint AS events,
+       count(*) FILTER (WHERE ttc_s < %(ttc)s)::bigint AS near_misses
+FROM perception_events
+WHERE vehicle_id = %(vehicle_id)s AND time >= %(start)s AND time <= %(end)s
+GROUP BY object_class
+ORDER BY count(*) DESC, object_class
+"""
+
+# The nearest object of the span, and the one closing in fastest relative to its
+# distance (lowest TTC); each the earliest of equals.
+EVENT_PERCEPTION_EXTREMES_SQL: Final = """
+(SELECT 'closest' AS pick, time, object_class, distance_m::float8 AS distance_m,
+        closing_speed_mps::float8 AS closing_speed_mps, ttc_s::float8 AS ttc_s,
+        confidence::float8 AS confidence
+ FROM perception_events
+ WHERE vehicle_id = %(vehicle_id)s AND time >= %(start)s AND time <= %(end)s
+ ORDER BY distance_m, time
+ LIMIT 1)
+UNION ALL
+(SELECT 'lowest_ttc', time, object_class, distance_m::float8, closing_speed_mps::float8,
+        ttc_s::float8, confidence::float8
+ FROM perception_events
+ WHERE vehicle_id = %(vehicle_id)s AND time >= %(start)s AND time <= %(end)s
+   AND ttc_s IS NOT NULL
+ ORDER BY ttc_s, time
+ LIMIT 1)
+"""
+
+# Alerts of the vehicle open at "at": seen first by then, and not resolved, or resolved
+# after it. An alert not fired by then was pending.
+EVENT_ALERTS_SQL: Final = """
+SELECT alert_id, rule, severity,
+       CASE WHEN fired_at <= %(at)s THEN 'firing' ELSE 'pending' END AS state,
+       first_seen, fired_at, last_seen, resolved_at, value, summary
+FROM alerts
+WHERE vehicle_id = %(vehicle_id)s AND first_seen <= %(at)s
+  AND (state <> 'resolved' OR resolved_at > %(at)s)
+ORDER BY CASE severity WHEN 'critical' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END,
+         first_seen, alert_id
 LIMIT %(limit)s
 """
 
@@ -1340,6 +1482,62 @@ def near_misses(
         return tuple(cur.fetchall())
 
 
+# --------------------------------------------------------------------------- one event
+
+
+def event_context(
+    conn: Connection,
+    vehicle_id: str,
+    at: datetime,
+    *,
+    event_id: str | None = None,
+    event_type: str | None = None,
+    telemetry_s: float = 30.0,
+    perception_s: float = 5.0,
+    ttc_threshold_s: float = 2.0,
+    alert_limit: int = 50,
+) -> EventContext:
+    """The driving event of ``vehicle_id`` at ``at`` (the one with ``event_id`` and of
+    ``event_type`` when given) and what surrounded it: telemetry from ``telemetry_s``
+    before to ``telemetry_s`` after (both ends included), perception events within
+    ``perception_s`` either side, and the alerts open at ``at``."""
+    at = _utc(at)
+    base: dict[str, Any] = {"vehicle_id": vehicle_id, "at": at}
+    with conn.cursor(row_factory=class_row(DrivingEventRow)) as cur:
+        cur.execute(EVENT_SQL, {**base, "event_id": event_id or None, "type": event_type})
+        event = cur.fetchone()
+    span = timedelta(seconds=telemetry_s)
+    with conn.cursor(row_factory=class_row(TelemetrySample)) as cur:
+        cur.execute(EVENT_TELEMETRY_SQL, {**base, "start": at - span, "end": at + span})
+        telemetry = tuple(cur.fetchall())
+    near = timedelta(seconds=perception_s)
+    params = {**base, "start": at - near, "end": at + near, "ttc": ttc_threshold_s}
+    classes = tuple(
+        ClassCount(r["object_class"], int(r["events"]), int(r["near_misses"]))
+        for r in _all(conn, EVENT_PERCEPTION_CLASSES_SQL, params)
+    )
+    picks = {
+        r.pop("pick"): PerceivedObject(**r)
+        for r in _all(conn, EVENT_PERCEPTION_EXTREMES_SQL, params)
+    }
+    with conn.cursor(row_factory=class_row(AlertAtMoment)) as cur:
+        cur.execute(EVENT_ALERTS_SQL, {**base, "limit": alert_limit})
+        open_alerts = tuple(cur.fetchall())
+    return EventContext(
+        vehicle_id=vehicle_id,
+        at=at,
+        event=event,
+        telemetry_s=telemetry_s,
+        telemetry=telemetry,
+        perception_s=perception_s,
+        ttc_threshold_s=ttc_threshold_s,
+        perception=classes,
+        closest=picks.get("closest"),
+        lowest_ttc=picks.get("lowest_ttc"),
+        alerts=open_alerts,
+    )
+
+
 # --------------------------------------------------------------------------- alerts
 
 
@@ -1419,19 +1617,23 @@ def active_silences(conn: Connection, now: datetime) -> tuple[Silence, ...]:
 
 
 __all__ = [
+    "AlertAtMoment",
     "AlertFilter",
     "AlertRow",
     "CauseCount",
     "ClassCount",
     "DrivingEventRow",
     "EventBucket",
+    "EventContext",
     "EventSeries",
     "FleetKpis",
     "HistogramBin",
     "NearMiss",
+    "PerceivedObject",
     "PerceptionSummary",
     "SeriesPoint",
     "Silence",
+    "TelemetrySample",
     "TrackPoint",
     "Units",
     "VehicleEventStats",
@@ -1443,6 +1645,7 @@ __all__ = [
     "active_silences",
     "alerts",
     "driving_events",
+    "event_context",
     "events_by_cause",
     "events_by_vehicle",
     "events_over_time",
