@@ -17,6 +17,7 @@ from uuid import UUID
 import msgspec
 import pytest
 
+from fleetwatch import model as wire
 from fleetwatch.model import (
     DRIVING_TOPIC,
     MAX_MESSAGE_BYTES,
@@ -268,6 +269,24 @@ def test_sub_microsecond_digits_differ_by_at_most_a_microsecond() -> None:
     by_struct = ingest_decoder(NOW)(TELEMETRY_TOPIC, value, None).time
     assert by_model.microsecond == 123456
     assert abs(by_struct - by_model) <= timedelta(microseconds=1)
+
+
+def test_vehicle_ids_checked_once_are_bounded_and_a_bad_one_never_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wire, "_known_vehicles", {})
+    monkeypatch.setattr(wire, "_KNOWN_VEHICLES_MAX", 2)
+    good = json.loads(encode(SAMPLES[TELEMETRY_TOPIC]))
+    decode_one = ingest_decoder(NOW)
+    for vehicle in ("AV-1", "AV-2", "AV-3", "AV-1"):
+        value = json.dumps({**good, "vehicle_id": vehicle}).encode()
+        assert decode_one(TELEMETRY_TOPIC, value, vehicle.encode()).vehicle_id == vehicle
+        assert 1 <= len(wire._known_vehicles) <= 2
+    for _ in range(2):
+        value = json.dumps({**good, "vehicle_id": "AV 4"}).encode()
+        with pytest.raises(DecodeError, match="vehicle_id"):
+            decode_one(TELEMETRY_TOPIC, value, None)
+    assert "AV 4" not in wire._known_vehicles
 
 
 @pytest.mark.parametrize("topic", list(SAMPLES))
