@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -35,6 +35,9 @@ from fleetwatch.tui import format as fmt
 from fleetwatch.tui.messages import (
     ActionDone,
     ActionFailed,
+    EventDetailFailed,
+    EventDetailFetched,
+    OpenEvent,
     OpenVehicle,
     RefreshFailed,
     RenderContext,
@@ -45,6 +48,7 @@ from fleetwatch.tui.messages import (
 )
 from fleetwatch.tui.screens.alerts import AlertsPane
 from fleetwatch.tui.screens.common import FilterBox, View
+from fleetwatch.tui.screens.event import EventChoice, EventDetailScreen
 from fleetwatch.tui.screens.fleet import FleetPane
 from fleetwatch.tui.screens.interventions import InterventionsPane
 from fleetwatch.tui.screens.modals import (
@@ -60,6 +64,7 @@ from fleetwatch.tui.snapshots import (
     VIEW_NAMES,
     WINDOW_NAMES,
     WINDOWS,
+    DrivingEventRow,
     ServiceStatus,
     Snapshot,
     ViewName,
@@ -116,7 +121,13 @@ ALWAYS_QUITS = "ctrl+q"
 
 def binding_ids() -> set[str]:
     """Every binding id the ``[ui] keys`` setting may remap (the help screen lists them)."""
-    owners: tuple[type[Any], ...] = (FleetwatchApp, SnapshotTable, HelpScreen, DurationModal)
+    owners: tuple[type[Any], ...] = (
+        FleetwatchApp,
+        SnapshotTable,
+        HelpScreen,
+        DurationModal,
+        EventDetailScreen,
+    )
     return {
         binding.id
         for owner in owners
@@ -274,9 +285,12 @@ class FleetwatchApp(App[int]):
         export_dir: Path | None = None,
         user: str | None = None,
         animate: bool = True,
+        local_zone: tzinfo | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
+        self.local_zone = local_zone
+        """The zone of the local times shown next to UTC (None: the machine's own)."""
         self.source = source
         self.status_source = status
         self.services = services
@@ -296,6 +310,7 @@ class FleetwatchApp(App[int]):
         self.status: ServiceStatus | None = None
         self.fleet_order: tuple[str, ...] = ()
         self._seq = 0
+        self._event_seq = 0
         self._poll_timer: Timer | None = None
         self._shown_screen: tuple[object, ...] | None = None
         self._retry_s = settings.ui.refresh_s
@@ -515,6 +530,8 @@ class FleetwatchApp(App[int]):
             self._refresh_failed(reason)
         elif event.worker.group == "services":
             self.on_services_failed(ServicesFailed(f"Start-up failed: {reason}"))
+        elif event.worker.group == "event":
+            self.on_event_detail_failed(EventDetailFailed(self._event_seq, reason))
         else:
             self.notify(reason, title="Error", severity="error")
 
@@ -601,6 +618,39 @@ class FleetwatchApp(App[int]):
             self.request_refresh()
         else:
             self.action_show_view("vehicle")
+
+    def on_open_event(self, message: OpenEvent) -> None:
+        self.open_event(message.event)
+
+    def open_event(self, event: DrivingEventRow) -> None:
+        """Show the detail of ``event``; its surroundings are read by a worker."""
+        if self.source is None:
+            return
+
+        def closed(choice: EventChoice | None) -> None:
+            if choice == "vehicle":
+                self.open_vehicle(event.vehicle_id, event.time)
+
+        self._event_seq += 1
+        self.push_screen(EventDetailScreen(event, self.context(), self.local_zone), closed)
+        self._fetch_event(self.source, self._event_seq, event)
+
+    @work(thread=True, exclusive=True, group="event", exit_on_error=False)
+    def _fetch_event(self, source: DataSource, seq: int, event: DrivingEventRow) -> None:
+        try:
+            detail = source.event_detail(event)
+        except SourceUnavailable as error:
+            self.post_message(EventDetailFailed(seq, str(error)))
+            return
+        self.post_message(EventDetailFetched(seq, detail))
+
+    def on_event_detail_fetched(self, message: EventDetailFetched) -> None:
+        if message.seq == self._event_seq and isinstance(self.screen, EventDetailScreen):
+            self.screen.show(message.detail)
+
+    def on_event_detail_failed(self, message: EventDetailFailed) -> None:
+        if message.seq == self._event_seq and isinstance(self.screen, EventDetailScreen):
+            self.screen.show_failure(message.reason)
 
     def _filter_active(self) -> bool:
         box = self._current_view().filter_box()
@@ -845,7 +895,7 @@ class FleetwatchApp(App[int]):
         widget_rows = [(" ".join(k), label, i) for k, label, i, own in rows.values() if not own]
         # Keys that are only active in some places, so the list above may lack them.
         listed = {binding_id for _key, _label, binding_id in own_rows + widget_rows}
-        extra = [("enter", "Open the vehicle or alert under the cursor", "")]
+        extra = [("enter", "Open the vehicle, event or alert under the cursor", "")]
         for binding_id in ("back", "vehicle.previous", "vehicle.next", "vehicle.live"):
             somewhere = self._binding_by_id(binding_id)
             if somewhere is not None and binding_id not in listed:
@@ -943,6 +993,7 @@ def create_app(
     export_dir: Path | None = None,
     user: str | None = None,
     animate: bool = True,
+    local_zone: tzinfo | None = None,
 ) -> FleetwatchApp:
     """Build the app. The CLI passes ``services`` (embedded or connected mode); tests and
     screenshots pass a fixed ``source``/``status`` and a fixed ``clock``."""
@@ -955,4 +1006,5 @@ def create_app(
         export_dir=export_dir,
         user=user,
         animate=animate,
+        local_zone=local_zone,
     )

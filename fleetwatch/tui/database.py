@@ -25,12 +25,15 @@ from fleetwatch.tui.snapshots import (
     AlertsView,
     ClassCount,
     DrivingEventRow,
+    EventAlert,
+    EventDetail,
     FleetKpis,
     FleetView,
     HistogramBin,
     InterventionBucket,
     InterventionsView,
     NearMiss,
+    PerceivedObject,
     PerceptionView,
     Snapshot,
     TelemetryPoint,
@@ -56,6 +59,10 @@ VEHICLE_EVENT_TYPES: Final = (
     "charging_start",
     "charging_end",
 )
+EVENT_TELEMETRY_S: Final = 30.0
+"""The event detail shows the vehicle's telemetry this long before and after the event."""
+EVENT_PERCEPTION_S: Final = 5.0
+"""... and counts its perception events within this of the event."""
 CHART_BUCKETS: Final = 120
 EVENT_BUCKETS: Final = 24
 
@@ -109,6 +116,22 @@ class DatabaseSource:
         return self._run(
             f"reading the {request.view} view", lambda conn: self._fetch(conn, request)
         )
+
+    def event_detail(self, event: DrivingEventRow) -> EventDetail:
+        def work(conn: psycopg.Connection[Any]) -> EventDetail:
+            context = q.event_context(
+                conn,
+                event.vehicle_id,
+                event.time,
+                event_id=event.event_id or None,
+                event_type=event.type,
+                telemetry_s=EVENT_TELEMETRY_S,
+                perception_s=EVENT_PERCEPTION_S,
+                ttc_threshold_s=self._rules.ttc_threshold_s,
+            )
+            return _event_detail(event, context)
+
+        return self._run("reading the event", work)
 
     def acknowledge(self, alert_id: int, until: datetime, by: str) -> None:
         def work(conn: psycopg.Connection[Any]) -> None:
@@ -293,6 +316,37 @@ def _event_row(event: q.DrivingEventRow) -> DrivingEventRow:
         speed_kmh=event.speed_kmh,
         autopilot=event.autopilot,
         detail=event.detail or "",
+        event_id=event.event_id,
+    )
+
+
+def _event_detail(listed: DrivingEventRow, context: q.EventContext) -> EventDetail:
+    def perceived(found: q.PerceivedObject | None) -> PerceivedObject | None:
+        if found is None:
+            return None
+        return PerceivedObject(
+            found.time, found.object_class, found.distance_m, found.closing_speed_mps, found.ttc_s
+        )
+
+    return EventDetail(
+        event=_event_row(context.event) if context.event is not None else listed,
+        found=context.event is not None,
+        telemetry_s=context.telemetry_s,
+        telemetry=tuple(
+            TelemetryPoint(t.time, t.speed_kmh, t.speed_limit_kmh, t.battery_pct, t.autopilot)
+            for t in context.telemetry
+        ),
+        perception_s=context.perception_s,
+        ttc_threshold_s=context.ttc_threshold_s,
+        perception=tuple(
+            ClassCount(c.object_class, c.events, c.near_misses) for c in context.perception
+        ),
+        closest=perceived(context.closest),
+        lowest_ttc=perceived(context.lowest_ttc),
+        alerts=tuple(
+            EventAlert(a.rule, a.severity, a.state, a.first_seen, a.summary) for a in context.alerts
+        ),
+        city=context.event.city if context.event is not None else "",
     )
 
 

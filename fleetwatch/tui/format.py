@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Final, Literal
 
 Units = Literal["km", "mi"]
@@ -96,3 +96,22 @@ def rate(per_s: float | None) -> str:
     if per_s >= 1000:
         return f"{per_s / 1000:.1f}k/s"
     return f"{per_s:.0f}/s"
+
+
+def local_clock(moment: datetime, zone: tzinfo | None = None) -> str:
+    """``07:12:05 MST``: the clock time in ``zone`` (the machine's own zone when None),
+    named by the zone's abbreviation, or by its offset from UTC when it has none."""
+    local = moment.astimezone(zone)
+    name = local.tzname() or ""
+    if not name or name[0] in "+-":
+        offset = local.utcoffset() or timedelta(0)
+        sign = "-" if offset < timedelta(0) else "+"
+        minutes = abs(int(offset.total_seconds())) // 60
+        name = f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    return f"{local:%H:%M:%S} {name}"
+
+
+def signed_seconds(seconds: float) -> str:
+    """An offset from a moment: ``-30s``, ``0s``, ``+5s``."""
+    value = round(seconds)
+    return f"{value:+d}s" if value else "0s"

@@ -9,7 +9,7 @@ from pathlib import Path
 from textual.message import Message
 
 from fleetwatch.tui import format as fmt
-from fleetwatch.tui.snapshots import Snapshot
+from fleetwatch.tui.snapshots import DrivingEventRow, EventDetail, Snapshot
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,27 @@ class OpenVehicle(Message):
         super().__init__()
         self.vehicle_id = vehicle_id
         self.at = at
+
+
+class OpenEvent(Message):
+    """Show the detail of one driving event (as listed)."""
+
+    def __init__(self, event: DrivingEventRow) -> None:
+        super().__init__()
+        self.event = event
+
+
+class EventDetailFetched(Message):
+    """The event detail's data, read by a worker; ``seq`` tells the current request."""
+
+    def __init__(self, seq: int, detail: EventDetail) -> None:
+        super().__init__()
+        self.seq = seq
+        self.detail = detail
+
+
+class EventDetailFailed(Message):
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__()
+        self.seq = seq
+        self.reason = reason

@@ -136,6 +136,8 @@ class DrivingEventRow:
     speed_kmh: float
     autopilot: bool
     detail: str = ""
+    event_id: str = ""
+    """The event's unique id; empty when the source does not know it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +237,50 @@ class PerceptionView:
     distance_bins: tuple[HistogramBin, ...]
     ttc_bins: tuple[HistogramBin, ...]
     near_misses: tuple[NearMiss, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PerceivedObject:
+    """One object the vehicle's perception saw."""
+
+    time: datetime
+    object_class: str
+    distance_m: float
+    closing_speed_mps: float
+    ttc_s: float | None
+    """None when the object was not closing in."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventAlert:
+    """An alert of the vehicle open at the moment of an event, in its state then."""
+
+    rule: str
+    severity: str
+    state: str
+    first_seen: datetime
+    summary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EventDetail:
+    """One driving event and what surrounded it (the event detail view's data)."""
+
+    event: DrivingEventRow
+    found: bool
+    """False when the event is no longer stored; ``event`` is then the row as listed."""
+    telemetry_s: float
+    telemetry: tuple[TelemetryPoint, ...]
+    """The vehicle's readings from ``telemetry_s`` before to ``telemetry_s`` after,
+    oldest first."""
+    perception_s: float
+    ttc_threshold_s: float
+    perception: tuple[ClassCount, ...]
+    """Objects seen within ``perception_s`` either side, by class, most frequent first."""
+    closest: PerceivedObject | None
+    lowest_ttc: PerceivedObject | None
+    alerts: tuple[EventAlert, ...]
+    city: str = ""
 
 
 DatabaseState = Literal["starting", "up", "down"]

@@ -11,7 +11,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from fleetwatch.tui.snapshots import ServiceStatus, Snapshot, ViewRequest
+from fleetwatch.tui.snapshots import (
+    DrivingEventRow,
+    EventDetail,
+    ServiceStatus,
+    Snapshot,
+    ViewRequest,
+)
 
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware UTC."""
@@ -24,6 +30,10 @@ class SourceUnavailable(Exception):
 class DataSource(Protocol):
     def fetch(self, request: ViewRequest) -> Snapshot:
         """Run the queries for ``request``; raises :class:`SourceUnavailable`."""
+
+    def event_detail(self, event: DrivingEventRow) -> EventDetail:
+        """One driving event (as listed) with what surrounded it: the vehicle's telemetry,
+        perception and open alerts around its moment; raises :class:`SourceUnavailable`."""
 
     def acknowledge(self, alert_id: int, until: datetime, by: str) -> None:
         """Acknowledge an alert until ``until``; raises :class:`SourceUnavailable`."""

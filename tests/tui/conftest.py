@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from tests.tui.sample import FixedSource, FixedStatus, fixed_clock
 
 SIZE = (120, 36)
 NARROW = (80, 24)
+LOCAL_ZONE = timezone(timedelta(hours=-7), "MST")
+"""The local time zone of every test, so local times draw the same on every machine."""
 
 
 def quiet_settings(**ui: Any) -> Settings:
@@ -37,6 +40,7 @@ def make_app(tmp_path: Path) -> AppFactory:
         kwargs.setdefault("export_dir", tmp_path / "exports")
         kwargs.setdefault("user", "tester")
         kwargs.setdefault("animate", False)
+        kwargs.setdefault("local_zone", LOCAL_ZONE)
         settings = kwargs.pop("settings", None) or quiet_settings()
         if starting:
             return create_app(settings, **kwargs)

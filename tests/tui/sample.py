@@ -10,6 +10,7 @@ import itertools
 import math
 import random
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -21,12 +22,15 @@ from fleetwatch.tui.snapshots import (
     AlertsView,
     ClassCount,
     DrivingEventRow,
+    EventAlert,
+    EventDetail,
     FleetKpis,
     FleetView,
     HistogramBin,
     InterventionBucket,
     InterventionsView,
     NearMiss,
+    PerceivedObject,
     PerceptionView,
     ServiceStatus,
     Snapshot,
@@ -251,6 +255,7 @@ class FixedSource:
         self.empty = empty
         self.down = False
         self.requests: list[ViewRequest] = []
+        self.event_requests: list[DrivingEventRow] = []
         self.acks: list[tuple[int, datetime, str]] = []
         self.silences: list[tuple[str, str, datetime, str]] = []
 
@@ -311,6 +316,12 @@ class FixedSource:
         series = _series(vehicle, start, end, data.seed)
         return VehicleView(vehicle, start, end, series, events, alerts, perception, track)
 
+    def event_detail(self, event: DrivingEventRow) -> EventDetail:
+        self.event_requests.append(event)
+        if self.down:
+            raise SourceUnavailable("the database is unavailable.")
+        return event_detail(self.dataset, event)
+
     def acknowledge(self, alert_id: int, until: datetime, by: str) -> None:
         if self.down:
             raise SourceUnavailable("the database is unavailable.")
@@ -331,6 +342,102 @@ class FixedSource:
 
     def close(self) -> None:
         pass
+
+
+EVENT_DETAILS = {
+    "construction zone": "lane closed ahead, no route around it",
+    "unprotected left": "oncoming traffic, gap too short",
+    "pedestrian nearby": "pedestrian stepped off the kerb",
+    "sensor degraded": "front lidar returns dropped",
+    "planner stall": "no plan for 2.5 s",
+    "double-parked car": "blocked lane, oncoming traffic",
+}
+
+
+def event_detail(data: Dataset, event: DrivingEventRow) -> EventDetail:
+    """What surrounded ``event``, made up from a generator seeded by the event, as the
+    database source would read it: the vehicle slowing down to the event, perception
+    within 5 s and the dataset's alerts of the vehicle open at that moment."""
+    key = f"{data.seed}/{event.vehicle_id}/{event.time.isoformat()}/{event.type}"
+    rng = random.Random(key)
+    event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    limit = rng.choice((40.0, 50.0, 60.0))
+    speed = limit + rng.uniform(-5, 12)
+    battery = rng.uniform(20, 90)
+    telemetry = []
+    for offset in range(-30, 31):
+        if -8 <= offset <= 0:
+            # Down to the event's speed over the last seconds before it.
+            speed += (event.speed_kmh - speed) / (1 - offset)
+        elif offset > 0:
+            speed = max(0.0, speed - rng.uniform(0, 4))
+        else:
+            speed = max(0.0, speed + rng.uniform(-3, 3))
+        telemetry.append(
+            TelemetryPoint(
+                time=event.time + timedelta(seconds=offset, milliseconds=120),
+                speed_kmh=round(speed, 1),
+                speed_limit_kmh=limit if offset < 10 else limit - 20,
+                battery_pct=round(battery - (offset + 30) * 0.01, 1),
+                autopilot=event.autopilot if offset < 0 else False,
+            )
+        )
+    objects = []
+    for _ in range(rng.randint(6, 14)):
+        distance = rng.uniform(1.5, 60)
+        closing = rng.uniform(-3, 12)
+        objects.append(
+            PerceivedObject(
+                time=event.time + timedelta(seconds=rng.randint(-5, 5)),
+                object_class=rng.choice(CLASSES[:4]),
+                distance_m=round(distance, 1),
+                closing_speed_mps=round(closing, 1),
+                ttc_s=round(distance / closing, 2) if closing > 0 else None,
+            )
+        )
+    by_class: dict[str, list[PerceivedObject]] = {}
+    for item in objects:
+        by_class.setdefault(item.object_class, []).append(item)
+    classes = sorted(
+        (
+            ClassCount(
+                name,
+                len(items),
+                sum(1 for i in items if i.ttc_s is not None and i.ttc_s < 2.0),
+            )
+            for name, items in by_class.items()
+        ),
+        key=lambda c: (-c.count, c.object_class),
+    )
+    closing_in = [o for o in objects if o.ttc_s is not None]
+    # A resolved alert of the dataset resolved when it was last seen.
+    alerts = tuple(
+        EventAlert(
+            a.rule,
+            a.severity,
+            "pending" if a.state == "pending" else "firing",
+            a.first_seen,
+            a.summary,
+        )
+        for a in data.alerts
+        if a.vehicle_id == event.vehicle_id
+        and a.first_seen <= event.time
+        and (a.state != "resolved" or a.last_seen > event.time)
+    )
+    city = next((v.city for v in data.vehicles if v.vehicle_id == event.vehicle_id), "")
+    return EventDetail(
+        event=replace(event, event_id=event_id, detail=EVENT_DETAILS.get(event.cause, "")),
+        found=True,
+        telemetry_s=30.0,
+        telemetry=tuple(telemetry),
+        perception_s=5.0,
+        ttc_threshold_s=2.0,
+        perception=tuple(classes),
+        closest=min(objects, key=lambda o: (o.distance_m, o.time)),
+        lowest_ttc=min(closing_in, key=lambda o: (o.ttc_s or 0.0, o.time)) if closing_in else None,
+        alerts=alerts,
+        city=city,
+    )
 
 
 def _kpis(data: Dataset, start: datetime) -> FleetKpis:

@@ -17,6 +17,7 @@ from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.screens.modals import HelpScreen
 from fleetwatch.tui.snapshots import ServiceStatus
 from tests.tui.conftest import NARROW, SIZE, AppFactory, rendered, wait_for
+from tests.tui.event_steps import open_event
 from tests.tui.sample import FixedSource, FixedStatus, GatedServices
 
 SnapCompare = Callable[..., bool]
@@ -147,6 +148,16 @@ def test_narrow_vehicle(snap_compare: SnapCompare, make_app: AppFactory) -> None
         await ready(app, "vehicle")(pilot)
 
     assert snap_compare(app, terminal_size=NARROW, run_before=open_vehicle)
+
+
+def test_event_detail(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app = make_app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=lambda pilot: open_event(app, pilot))
+
+
+def test_narrow_event_detail(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app = make_app()
+    assert snap_compare(app, terminal_size=NARROW, run_before=lambda pilot: open_event(app, pilot))
 
 
 def test_help(snap_compare: SnapCompare, make_app: AppFactory) -> None:

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 
 from fleetwatch.tui import format as fmt
-from fleetwatch.tui.messages import OpenVehicle, RenderContext
+from fleetwatch.tui.messages import OpenEvent, RenderContext
 from fleetwatch.tui.screens.common import FilterBox, View
 from fleetwatch.tui.snapshots import DrivingEventRow, InterventionsView, Snapshot
 from fleetwatch.tui.widgets.charts import BarChart, BarData, day_ticks
@@ -150,4 +150,4 @@ class InterventionsPane(View):
     def on_snapshot_table_row_chosen(self, event: SnapshotTable.RowChosen) -> None:
         event.stop()
         row: DrivingEventRow = event.row
-        self.post_message(OpenVehicle(row.vehicle_id, at=row.time))
+        self.post_message(OpenEvent(row))

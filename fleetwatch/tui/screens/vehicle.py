@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from fleetwatch.tui import format as fmt
-from fleetwatch.tui.messages import RenderContext
+from fleetwatch.tui.messages import OpenEvent, RenderContext
 from fleetwatch.tui.screens.common import (
     SEVERITY_STYLE,
     STATE_STYLE,
@@ -145,6 +145,12 @@ class VehicleDetail(View):
             self.set_notice(f"{snapshot.request.vehicle_id} has not reported.")
         else:
             self.set_notice("")
+
+    def on_snapshot_table_row_chosen(self, event: SnapshotTable.RowChosen) -> None:
+        if event.table.id == "vehicle-events":
+            event.stop()
+            row: DrivingEventRow = event.row
+            self.post_message(OpenEvent(row))
 
     def _show_past(self, view: VehicleView, context: RenderContext, *, past: bool) -> None:
         """A banner while the view shows a past moment (opened from an alert, an event or

@@ -1,0 +1,217 @@
+"""Pilot tests of the event detail: opened with Enter from the vehicle view's events and
+from the interventions view, what it shows, its keys (remappable), and a database that
+is down while it reads."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import Static
+
+from fleetwatch.tui import format as fmt
+from fleetwatch.tui.app import FleetwatchApp, binding_ids
+from fleetwatch.tui.screens.event import EventDetailScreen
+from fleetwatch.tui.snapshots import DrivingEventRow
+from fleetwatch.tui.widgets.table import SnapshotTable
+from tests.tui.conftest import LOCAL_ZONE, NARROW, SIZE, AppFactory, quiet_settings, rendered
+from tests.tui.conftest import wait_for as wait_until
+from tests.tui.sample import FixedSource, event_detail
+
+
+def text_of(app: FleetwatchApp, widget_id: str) -> str:
+    return str(app.screen.query_one(f"#{widget_id}", Static).render())
+
+
+def events_table(app: FleetwatchApp, view: str) -> SnapshotTable[Any]:
+    found = app.query_one(f"#view-{view}").main_table()  # type: ignore[attr-defined]
+    assert isinstance(found, SnapshotTable)
+    return found
+
+
+def detail_shown(app: FleetwatchApp) -> bool:
+    return isinstance(app.screen, EventDetailScreen) and app.screen.detail is not None
+
+
+async def open_from_vehicle(app: FleetwatchApp, pilot: Pilot[Any]) -> DrivingEventRow:
+    """Fleet, Enter on the third vehicle (it has events), Enter on its newest event."""
+    await pilot.press("down", "down", "enter")
+    await wait_until(pilot, rendered(app, "vehicle"))
+    events = events_table(app, "vehicle")
+    await wait_until(pilot, lambda: app.focused is events and bool(events.shown_rows))
+    row: DrivingEventRow = events.shown_rows[0]
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: detail_shown(app))
+    return row
+
+
+def run(app: FleetwatchApp, scenario: Any, size: tuple[int, int] = SIZE) -> None:
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await wait_until(pilot, rendered(app, "fleet"))
+            await wait_until(pilot, lambda: app.focused is events_table(app, "fleet"))
+            await scenario(app, pilot)
+
+    asyncio.run(main())
+
+
+def test_enter_on_a_vehicle_event_shows_every_field_and_its_surroundings(
+    make_app: AppFactory,
+) -> None:
+    source = FixedSource()
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        row = await open_from_vehicle(app, pilot)
+        assert source.event_requests == [row]
+        expected = event_detail(source.dataset, row)
+        event = expected.event
+
+        title = text_of(app, "event-title")
+        assert fmt.words(row.type).upper() in title and row.vehicle_id in title
+        fields = text_of(app, "event-fields")
+        local = row.time.astimezone(LOCAL_ZONE)
+        assert f"{fmt.stamp(row.time)} UTC" in fields
+        assert f"{local:%H:%M:%S} MST local" in fields
+        assert f"Vehicle    {row.vehicle_id}  {expected.city}" in fields
+        assert f"Type       {row.type}" in fields
+        assert f"Cause      {fmt.words(row.cause)}" in fields
+        assert f"Speed      {fmt.speed(row.speed_kmh, 'km')}" in fields
+        assert f"Position   {row.lat:.5f}, {row.lon:.5f}" in fields
+        autopilot = "on" if row.autopilot else "off"
+        assert f"Autopilot  {autopilot} before the event" in fields
+        assert event.detail and f"Detail     {event.detail}" in fields
+        assert f"Event id   {event.event_id}" in fields
+
+        telemetry = text_of(app, "event-telemetry").splitlines()
+        assert telemetry[0].split()[0] == "Telemetry"
+        offsets = telemetry[0].split()[1:]
+        assert offsets == [fmt.signed_seconds(s) for s in range(-30, 31, 5)]
+        at_event = min(expected.telemetry, key=lambda p: abs(p.time - row.time))
+        speeds = telemetry[1].split()
+        assert speeds[:2] == ["speed", "km/h"]
+        assert speeds[2 + offsets.index("0s")] == f"{at_event.speed_kmh:.0f}"
+        assert telemetry[3].split()[1 + offsets.index("0s")] == "off"
+        assert telemetry[5].startswith("each second")
+
+        perception = text_of(app, "event-perception")
+        total = sum(c.count for c in expected.perception)
+        assert f"objects    {total}" in perception
+        for item in expected.perception:
+            assert f"{item.object_class} {item.count}" in perception
+        assert expected.closest is not None
+        assert f"closest    {expected.closest.distance_m:.1f} m  " in perception
+        assert expected.lowest_ttc is not None and expected.lowest_ttc.ttc_s is not None
+        assert f"lowest TTC {expected.lowest_ttc.ttc_s:.1f} s  " in perception
+
+        alerts = text_of(app, "event-alerts")
+        assert alerts.startswith("Alerts open then")
+        for alert in expected.alerts:
+            assert f"{alert.rule}" in alerts and alert.summary in alerts
+        if not expected.alerts:
+            assert "no open alert" in alerts
+
+        hint = text_of(app, "event-hint")
+        assert "v the vehicle at this moment" in hint and "esc close" in hint
+        # Esc closes the detail and the events table has the keys again.
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, EventDetailScreen))
+        assert app.view == "vehicle" and app.focused is events_table(app, "vehicle")
+
+    run(make_app(source), scenario)
+
+
+def test_speeds_follow_the_chosen_units(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("u")
+        row = await open_from_vehicle(app, pilot)
+        assert f"Speed      {fmt.speed(row.speed_kmh, 'mi')}" in text_of(app, "event-fields")
+        assert text_of(app, "event-telemetry").splitlines()[1].startswith("speed mph")
+
+    run(make_app(), scenario)
+
+
+def test_enter_on_an_intervention_opens_its_detail_and_v_the_vehicle_then(
+    make_app: AppFactory,
+) -> None:
+    source = FixedSource()
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("4")
+        await wait_until(pilot, rendered(app, "interventions"))
+        events = events_table(app, "interventions")
+        await wait_until(pilot, lambda: app.focused is events)
+        # The oldest: far enough back for the vehicle view to show a past moment.
+        row = min(events.shown_rows, key=lambda e: e.time)
+        assert events.move_to_key(f"{row.time.isoformat()}/{row.vehicle_id}/{row.type}")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: detail_shown(app))
+        assert source.event_requests == [row]
+        assert row.vehicle_id in text_of(app, "event-title")
+        await pilot.press("v")
+        await wait_until(pilot, rendered(app, "vehicle"))
+        assert not isinstance(app.screen, EventDetailScreen)
+        assert app.vehicle_id == row.vehicle_id
+        assert app.vehicle_at == row.time
+        assert source.requests[-1].vehicle_at_key is not None
+        banner = app.query_one("#vehicle-past", Static)
+        assert banner.display and "PAST" in str(banner.render())
+
+    run(make_app(source), scenario)
+
+
+def test_the_detail_keys_have_ids_and_can_be_remapped(make_app: AppFactory) -> None:
+    assert {"event.vehicle", "event.close"} <= binding_ids()
+    settings = quiet_settings(keys={"event.vehicle": "g"})
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        row = await open_from_vehicle(app, pilot)
+        assert "g the vehicle at this moment" in text_of(app, "event-hint")
+        help_keys = {binding_id: keys for keys, _label, binding_id in app.help_rows()}
+        assert help_keys["event.vehicle"] == "g"
+        assert help_keys["event.close"] == "esc"
+        await pilot.press("g")
+        await wait_until(
+            pilot, lambda: app.last_snapshot is not None and app.vehicle_at == row.time
+        )
+
+    run(make_app(settings=settings), scenario)
+
+
+def test_a_database_down_while_reading_says_so_and_keeps_the_event(
+    make_app: AppFactory,
+) -> None:
+    source = FixedSource()
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("4")
+        await wait_until(pilot, rendered(app, "interventions"))
+        events = events_table(app, "interventions")
+        await wait_until(pilot, lambda: app.focused is events)
+        row = events.shown_rows[0]
+        source.down = True
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "Could not read" in text_of(app, "event-telemetry"))
+        assert "database is unavailable" in text_of(app, "event-telemetry")
+        assert f"Position   {row.lat:.5f}, {row.lon:.5f}" in text_of(app, "event-fields")
+
+    run(make_app(source), scenario)
+
+
+def test_at_80x24_every_part_is_on_screen(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await open_from_vehicle(app, pilot)
+        await pilot.pause()
+        screen = app.screen
+        for widget_id in ("title", "hint", "fields", "telemetry", "perception", "alerts"):
+            region = screen.query_one(f"#event-{widget_id}").region
+            assert region.height > 0 and region.bottom <= NARROW[1], widget_id
+        # The telemetry table is every 10 s and nothing is cut on the right.
+        telemetry = text_of(app, "event-telemetry").splitlines()
+        assert telemetry[0].split()[1:] == ["-30s", "-20s", "-10s", "0s", "+10s", "+20s", "+30s"]
+        body = screen.query_one("#event-body")
+        assert body.region.right <= NARROW[0]
+        assert body.max_scroll_y == 0  # all of it fits: nothing to scroll to
+        assert all(len(line) <= body.content_size.width for line in telemetry)
+
+    run(make_app(), scenario, size=NARROW)
