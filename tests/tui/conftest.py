@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +11,10 @@ from textual.pilot import Pilot
 
 from fleetwatch.config import Settings, UiSettings
 from fleetwatch.tui.app import FleetwatchApp, create_app
-from tests.tui.sample import FixedSource, FixedStatus, fixed_clock
+from tests.tui.sample import LOCAL_ZONE, FixedSource, FixedStatus, fixed_clock
 
 SIZE = (120, 36)
 NARROW = (80, 24)
-LOCAL_ZONE = timezone(timedelta(hours=-7), "MST")
-"""The local time zone of every test, so local times draw the same on every machine."""
 
 
 def quiet_settings(**ui: Any) -> Settings:

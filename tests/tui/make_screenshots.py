@@ -19,7 +19,8 @@ from textual.widgets import Static
 from fleetwatch.config import Settings, UiSettings
 from fleetwatch.tui.app import FleetwatchApp, create_app
 from fleetwatch.tui.screens.modals import DurationModal, HelpScreen
-from tests.tui.sample import FixedSource, FixedStatus, GatedServices, fixed_clock
+from tests.tui.event_steps import open_event
+from tests.tui.sample import LOCAL_ZONE, FixedSource, FixedStatus, GatedServices, fixed_clock
 
 SIZE = (120, 36)
 NARROW = (80, 24)
@@ -92,10 +93,12 @@ SHOTS: list[tuple[str, Steps, tuple[int, int]]] = [
     ("3-alerts-acknowledge", _acknowledge, SIZE),
     ("4-interventions", _press("4", view="interventions"), SIZE),
     ("5-perception", _press("5", view="perception"), SIZE),
+    ("6-event", open_event, SIZE),
     ("help", _help, SIZE),
     ("database-down", _down, SIZE),
     ("narrow-fleet-80x24", _fleet, NARROW),
     ("narrow-vehicle-80x24", _press("enter", view="vehicle"), NARROW),
+    ("narrow-event-80x24", open_event, NARROW),
 ]
 
 
@@ -110,6 +113,7 @@ async def _shoot(name: str, steps: Steps, size: tuple[int, int], out: Path) -> P
         export_dir=Path(tempfile.gettempdir()),
         user="operator",
         animate=False,
+        local_zone=LOCAL_ZONE,
     )
     async with app.run_test(size=size) as pilot:
         await steps(app, pilot)

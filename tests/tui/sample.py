@@ -43,6 +43,9 @@ from fleetwatch.tui.snapshots import (
 from fleetwatch.tui.source import SourceUnavailable
 
 FIXED_NOW = datetime(2026, 11, 27, 14, 30, 0, tzinfo=timezone.utc)
+LOCAL_ZONE = timezone(timedelta(hours=-7), "MST")
+"""The local time zone of the tests and screenshots, so local times draw the same
+on every machine."""
 CITIES = (
     ("San Francisco", 37.7749, -122.4194),
     ("Phoenix", 33.4484, -112.074),
