@@ -8,16 +8,18 @@ import asyncio
 from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import Static
+from textual.widgets import Footer, Static
+from textual.widgets._footer import FooterKey
 
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp, binding_ids
 from fleetwatch.tui.screens.event import EventDetailScreen
+from fleetwatch.tui.screens.modals import HelpScreen
 from fleetwatch.tui.snapshots import DrivingEventRow
 from fleetwatch.tui.widgets.table import SnapshotTable
-from tests.tui.conftest import LOCAL_ZONE, NARROW, SIZE, AppFactory, quiet_settings, rendered
+from tests.tui.conftest import NARROW, SIZE, AppFactory, quiet_settings, rendered
 from tests.tui.conftest import wait_for as wait_until
-from tests.tui.sample import FixedSource, event_detail
+from tests.tui.sample import LOCAL_ZONE, FixedSource, event_detail
 
 
 def text_of(app: FleetwatchApp, widget_id: str) -> str:
@@ -28,6 +30,12 @@ def events_table(app: FleetwatchApp, view: str) -> SnapshotTable[Any]:
     found = app.query_one(f"#view-{view}").main_table()  # type: ignore[attr-defined]
     assert isinstance(found, SnapshotTable)
     return found
+
+
+def footer_keys(app: FleetwatchApp) -> list[tuple[str, str]]:
+    """(key, description) of each key in the footer of the screen on top."""
+    footer = app.screen.query_one(Footer)
+    return [(key.key_display, key.description) for key in footer.query(FooterKey)]
 
 
 def detail_shown(app: FleetwatchApp) -> bool:
@@ -111,8 +119,12 @@ def test_enter_on_a_vehicle_event_shows_every_field_and_its_surroundings(
         if not expected.alerts:
             assert "no open alert" in alerts
 
-        hint = text_of(app, "event-hint")
-        assert "v the vehicle at this moment" in hint and "esc close" in hint
+        # The detail's footer shows its own keys, not those of the view under it.
+        assert footer_keys(app) == [
+            ("esc", "Close"),
+            ("v", "Vehicle at this moment"),
+            ("?", "Help"),
+        ]
         # Esc closes the detail and the events table has the keys again.
         await pilot.press("escape")
         await wait_until(pilot, lambda: not isinstance(app.screen, EventDetailScreen))
@@ -166,10 +178,16 @@ def test_the_detail_keys_have_ids_and_can_be_remapped(make_app: AppFactory) -> N
 
     async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
         row = await open_from_vehicle(app, pilot)
-        assert "g the vehicle at this moment" in text_of(app, "event-hint")
-        help_keys = {binding_id: keys for keys, _label, binding_id in app.help_rows()}
+        assert ("g", "Vehicle at this moment") in footer_keys(app)
+        # ? lists the detail's keys, as remapped; Esc returns to the detail.
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        assert isinstance(app.screen, HelpScreen)
+        help_keys = {binding_id: keys for keys, _label, binding_id in app.screen.rows}
         assert help_keys["event.vehicle"] == "g"
         assert help_keys["event.close"] == "esc"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, EventDetailScreen))
         await pilot.press("g")
         await wait_until(
             pilot, lambda: app.last_snapshot is not None and app.vehicle_at == row.time
@@ -203,7 +221,7 @@ def test_at_80x24_every_part_is_on_screen(make_app: AppFactory) -> None:
         await open_from_vehicle(app, pilot)
         await pilot.pause()
         screen = app.screen
-        for widget_id in ("title", "hint", "fields", "telemetry", "perception", "alerts"):
+        for widget_id in ("title", "fields", "telemetry", "perception", "alerts"):
             region = screen.query_one(f"#event-{widget_id}").region
             assert region.height > 0 and region.bottom <= NARROW[1], widget_id
         # The telemetry table is every 10 s and nothing is cut on the right.
@@ -212,6 +230,7 @@ def test_at_80x24_every_part_is_on_screen(make_app: AppFactory) -> None:
         body = screen.query_one("#event-body")
         assert body.region.right <= NARROW[0]
         assert body.max_scroll_y == 0  # all of it fits: nothing to scroll to
+        assert body.region.bottom <= screen.query_one(Footer).region.y
         assert all(len(line) <= body.content_size.width for line in telemetry)
 
     run(make_app(), scenario, size=NARROW)

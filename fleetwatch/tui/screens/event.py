@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.messages import RenderContext
@@ -41,17 +41,20 @@ TYPE_STYLE = {"intervention": "bold red", "disengagement": "bold yellow"}
 
 
 class EventDetailScreen(ModalScreen[EventChoice | None]):
-    """One driving event and its surroundings; Esc closes, ``v`` opens the vehicle then."""
+    """One driving event and its surroundings; Esc closes, ``v`` opens the vehicle at the
+    event's moment (the keys as remapped, in the footer)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", id="event.close", tooltip="Close the event detail"),
         Binding(
             "v",
             "open_vehicle",
-            "Vehicle then",
+            "Vehicle at this moment",
             id="event.vehicle",
             tooltip="Open the vehicle at the moment of this event",
         ),
+        # The app's own keys are not active over a modal screen: help is offered here.
+        Binding("question_mark", "app.help", "Help", id="help", tooltip="Show every key"),
     ]
 
     def __init__(
@@ -65,14 +68,15 @@ class EventDetailScreen(ModalScreen[EventChoice | None]):
         self.failure: str | None = None
 
     def compose(self) -> ComposeResult:
-        # The title and the keys stay in place (docked) while the rest scrolls.
+        # The title stays in place (docked) while the rest scrolls; the footer shows the
+        # keys of this screen.
         with VerticalScroll(classes="dialog event", id="event-body"):
             yield Static("", id="event-title")
-            yield Static("", classes="dialog-hint", id="event-hint")
             yield Static("", classes="event-section", id="event-fields")
             yield Static("", classes="event-section", id="event-telemetry")
             yield Static("", classes="event-section", id="event-perception")
             yield Static("", classes="event-section", id="event-alerts")
+        yield Footer()
 
     def on_mount(self) -> None:
         self._draw()
@@ -125,26 +129,6 @@ class EventDetailScreen(ModalScreen[EventChoice | None]):
             telemetry.update(telemetry_text(detail, units, width))
             perception.update(perception_text(detail, width))
             alerts.update(alerts_text(detail))
-        self.query_one("#event-hint", Static).update(self._hint())
-
-    def _hint(self) -> Text:
-        """The keys of this view as they are bound now (remaps included)."""
-        text = Text()
-        for binding_id, words in (
-            ("event.vehicle", "the vehicle at this moment"),
-            ("event.close", "close"),
-        ):
-            keys = [
-                self.app.get_key_display(active.binding)
-                for active in self.active_bindings.values()
-                if active.binding.id == binding_id and active.node is self
-            ]
-            if text:
-                text.append(" · ")
-            text.append(" ".join(keys) or "-", style="bold")
-            text.append(f" {words}")
-        text.append(" · ↑↓ scroll")
-        return text
 
 
 def title(event: DrivingEventRow) -> Text:
