@@ -874,7 +874,10 @@ class FleetwatchApp(App[int]):
         """(keys, description, binding id) of every active action, once each: the app's own
         first, then the focused widget's, generated from the live bindings so remapped keys
         show as remapped. An action bound to two keys (``q`` and Textual's ``ctrl+q``) is one
-        row with both keys and the description of the binding that has an id."""
+        row with both keys and the description of the binding that has an id. Over a dialog
+        (the event detail) only the dialog's keys work: its own first, then its widgets'."""
+        dialog = isinstance(self.screen, ModalScreen)
+        first = self.screen if dialog else self
         rows: dict[str, tuple[list[str], str, str, bool]] = {}
         for key, active in self.screen.active_bindings.items():
             binding = active.binding
@@ -884,7 +887,7 @@ class FleetwatchApp(App[int]):
             label = (binding.tooltip or binding.description).strip()
             found = rows.get(binding.action)
             if found is None:
-                rows[binding.action] = ([name], label, binding.id or "", active.node is self)
+                rows[binding.action] = ([name], label, binding.id or "", active.node is first)
                 continue
             keys, _label, old_id, own = found
             if binding.id and not old_id:
@@ -893,6 +896,9 @@ class FleetwatchApp(App[int]):
                 keys.append(name)
         own_rows = [(" ".join(k), label, i) for k, label, i, own in rows.values() if own]
         widget_rows = [(" ".join(k), label, i) for k, label, i, own in rows.values() if not own]
+        if dialog:
+            own_rows.sort(key=lambda row: not row[2])  # its own keys before Textual's copy
+            return own_rows + widget_rows
         # Keys that are only active in some places, so the list above may lack them.
         listed = {binding_id for _key, _label, binding_id in own_rows + widget_rows}
         extra = [("enter", "Open the vehicle, event or alert under the cursor", "")]
