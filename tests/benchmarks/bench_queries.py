@@ -16,6 +16,7 @@ into a database without TimescaleDB. Prints the median and p95 latency of each q
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -143,7 +144,21 @@ def bench(dsn: str, repeat: int, end: datetime) -> None:
         vid = str(vehicle[0])
         rows = conn.execute("SELECT count(*) FROM telemetry").fetchone()
         print(f"telemetry rows: {rows[0] if rows else 0:,}")
+        # The event detail opens one event at a time: each call takes the next of the
+        # latest driving events of many vehicles, so few of its pages are cached.
+        events = itertools.cycle(
+            conn.execute(
+                "SELECT vehicle_id, time, event_id::text, type FROM driving_events"
+                " WHERE time > %s ORDER BY time DESC LIMIT 200",
+                (now - timedelta(hours=1),),
+            ).fetchall()
+        )
         conn.rollback()
+
+        def event_context() -> object:
+            vehicle_id, at, event_id, kind = next(events)
+            return queries.event_context(conn, vehicle_id, at, event_id=event_id, event_type=kind)
+
         cases: list[tuple[str, Callable[[], object]]] = [
             ("fleet_kpis 15m", lambda: queries.fleet_kpis(conn, w15)),
             ("fleet_kpis 1h", lambda: queries.fleet_kpis(conn, w1)),
@@ -168,6 +183,7 @@ def bench(dsn: str, repeat: int, end: datetime) -> None:
             ("near_misses 1h", lambda: queries.near_misses(conn, w1)),
             ("near_misses 24h", lambda: queries.near_misses(conn, w24)),
             ("alerts open", lambda: queries.alerts(conn, now)),
+            ("event_context, a new event each", event_context),
         ]
         print(f"{'query':32} {'median ms':>10} {'p95 ms':>10}")
         worst = 0.0
