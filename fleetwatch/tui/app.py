@@ -27,7 +27,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from fleetwatch.config import APP_NAME, Settings
@@ -79,6 +79,7 @@ from fleetwatch.tui.source import (
     StatusSource,
 )
 from fleetwatch.tui.widgets.bars import StatusBar, WindowSelector
+from fleetwatch.tui.widgets.footer import KeyFooter
 from fleetwatch.tui.widgets.table import SnapshotTable
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,11 @@ VIEW_ACTIONS: dict[str, tuple[ViewName, ...]] = {
     "live": ("vehicle",),
     "filter": ("fleet", "alerts", "interventions", "perception"),
 }
+
+FOOTER_GIVES_WAY = ("units", "export", "quit", "pause", "window.cycle", "table.sort", "filter")
+"""Keys (binding ids) that leave a footer too narrow for every key, first to last; the
+view's own keys (acknowledge, previous vehicle…) stay longer, help always stays. Every key
+still works and is in the help screen."""
 
 
 def utc_now() -> datetime:
@@ -358,7 +364,7 @@ class FleetwatchApp(App[int]):
                     yield view
         yield StartupPanel(id="startup")
         yield StatusBar(id="status")
-        yield Footer()
+        yield KeyFooter(give_way=FOOTER_GIVES_WAY)
 
     def on_mount(self) -> None:
         if self.animation_level == "none":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from textual.pilot import Pilot
 
 from fleetwatch.config import Settings, UiSettings
@@ -67,3 +69,15 @@ def rendered(app: FleetwatchApp, view: str) -> Callable[[], bool]:
         return snap is not None and snap.request.view == view and app.view == view
 
     return check
+
+
+def screen_lines(app: FleetwatchApp) -> list[str]:
+    """The terminal's lines as the user sees them (plain text, the screen and any dialog)."""
+    width, height = app.size
+    console = Console(
+        width=width, height=height, file=io.StringIO(), record=True, legacy_windows=False
+    )
+    console.print(
+        app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    )
+    return console.export_text().splitlines()

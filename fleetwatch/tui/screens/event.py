@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.messages import RenderContext
@@ -28,6 +28,7 @@ from fleetwatch.tui.snapshots import (
     PerceivedObject,
     TelemetryPoint,
 )
+from fleetwatch.tui.widgets.footer import KeyFooter
 
 EventChoice = Literal["vehicle"]
 """What the detail was closed for: ``vehicle`` opens the vehicle at the event's moment."""
@@ -76,7 +77,7 @@ class EventDetailScreen(ModalScreen[EventChoice | None]):
             yield Static("", classes="event-section", id="event-telemetry")
             yield Static("", classes="event-section", id="event-perception")
             yield Static("", classes="event-section", id="event-alerts")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._draw()

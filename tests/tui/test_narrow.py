@@ -1,0 +1,137 @@
+"""What an 80x24 terminal (SSH, a laptop split) shows: the footer keeps its help key,
+columns and chart labels stay readable. Assertions are on the screen's text."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from fleetwatch.tui.app import FleetwatchApp
+from fleetwatch.tui.widgets.footer import KeyFooter, fit
+from fleetwatch.tui.widgets.table import SnapshotTable
+from tests.tui.conftest import (
+    NARROW,
+    SIZE,
+    AppFactory,
+    quiet_settings,
+    rendered,
+    screen_lines,
+    wait_for,
+)
+from tests.tui.event_steps import open_event
+
+Scenario = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
+
+
+def drive(app: FleetwatchApp, scenario: Scenario, size: tuple[int, int] = NARROW) -> None:
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, rendered(app, "fleet"))
+            await scenario(app, pilot)
+
+    asyncio.run(main())
+
+
+def footer_line(app: FleetwatchApp) -> str:
+    return screen_lines(app)[-1]
+
+
+async def footer_settled(app: FleetwatchApp, pilot: Pilot[Any]) -> str:
+    """The footer line once it has been redrawn for the current bindings."""
+    await pilot.pause(0.1)
+    await pilot.pause()
+    return footer_line(app)
+
+
+VIEW_KEYS = {
+    "1": ("fleet", ["o Sort", "/ Filter"]),
+    "2": ("vehicle", ["[ Prev", "] Next"]),
+    "3": ("alerts", ["a Ack", "s Silence", "/ Filter"]),
+    "4": ("interventions", ["/ Filter"]),
+    "5": ("perception", ["/ Filter"]),
+}
+
+
+def test_every_view_keeps_help_and_quit_on_an_80_column_footer(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        for key, (view, own_keys) in VIEW_KEYS.items():
+            await pilot.press(key)
+            await wait_for(pilot, rendered(app, view))
+            line = await footer_settled(app, pilot)
+            assert len(line) <= 80
+            for shown in ["? Help", "q Quit", *own_keys]:
+                assert shown in line, (view, line)
+            assert line.rstrip().endswith("^p palette"), line
+        # A past moment adds the key back to live: help still stays.
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        alerts = app.query_one("#alerts-table", SnapshotTable)
+        oldest = min(alerts.shown_rows, key=lambda a: a.last_seen)
+        assert alerts.move_to_key(str(oldest.alert_id))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.vehicle_at is not None and app.view == "vehicle")
+        line = await footer_settled(app, pilot)
+        assert "l Live" in line and "? Help" in line, line
+
+    drive(make_app(), scenario)
+
+
+def test_a_wide_footer_shows_every_key_spaced_out(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        line = await footer_settled(app, pilot)
+        expected = "o Sort  w Window  space Pause  / Filter  a Ack  s Silence  e Export  "
+        assert expected + "u km/mi  ? Help  q Quit" in line
+
+    drive(make_app(), scenario, size=SIZE)
+
+
+def test_a_remapped_help_key_stays_on_the_footer_as_remapped(make_app: AppFactory) -> None:
+    settings = quiet_settings(keys={"help": "f1"})
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        line = await footer_settled(app, pilot)
+        assert "f1 Help" in line, line
+        footer = app.query_one(KeyFooter)
+        assert "help" in footer.shown_ids
+
+    drive(make_app(settings=settings), scenario)
+
+
+def test_the_event_detail_footer_keeps_its_keys_at_80_columns(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await open_event(app, pilot)
+        line = await footer_settled(app, pilot)
+        for shown in ("Close", "v Vehicle at this moment", "? Help"):
+            assert shown in line, line
+
+    drive(make_app(), scenario)
+
+
+@pytest.mark.parametrize("room", [25, 40, 70])
+def test_footer_keys_give_way_in_order_and_help_stays(room: int) -> None:
+    keys = [
+        ("o", "Sort", "table.sort"),
+        ("w", "Window", "window.cycle"),
+        ("a", "Ack", "alert.acknowledge"),
+        ("e", "Export", "export"),
+        ("?", "Help", "help"),
+        ("q", "Quit", "quit"),
+    ]
+    compact, shown = fit(keys, room, ("export", "quit", "window.cycle", "table.sort"), ("help",))
+    ids = [keys[i][2] for i in shown]
+    if room >= 70:
+        assert not compact and len(ids) == len(keys)
+    else:
+        assert compact and "help" in ids
+        # Whatever left, left in the given order: a key stays only if all after it stay.
+        order = ["export", "quit", "window.cycle", "table.sort", "alert.acknowledge"]
+        gone = [i for i in order if i not in ids]
+        assert gone == order[: len(gone)]
