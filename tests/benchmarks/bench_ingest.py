@@ -88,6 +88,22 @@ def servers(args: argparse.Namespace) -> tuple[str, str]:
     return dsn, kafka
 
 
+def parse_with_servers(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, str, str]:
+    """Parse the command line with ``--db`` and ``--kafka`` added: (arguments, database
+    server DSN, Kafka bootstrap)."""
+    parser.add_argument("--db")
+    parser.add_argument("--kafka")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    server_dsn, bootstrap = servers(args)
+    return args, server_dsn, bootstrap
+
+
+def machine() -> str:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} CPUs, load average {load}"
+
+
 @contextmanager
 def fresh_database(server_dsn: str) -> Iterator[str]:
     name = f"fwbench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
@@ -271,16 +287,8 @@ def main() -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs of (a) and (b) per fleet; medians follow"
     )
-    parser.add_argument("--db")
-    parser.add_argument("--kafka")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
-    server_dsn, bootstrap = servers(args)
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(
-        f"batch {args.batch} rows, {args.partitions} partitions, {os.cpu_count()} CPUs,"
-        f" load average {load}"
-    )
+    args, server_dsn, bootstrap = parse_with_servers(parser)
+    print(f"batch {args.batch} rows, {args.partitions} partitions, {machine()}")
     for vehicles in args.vehicles:
         # The same number of events for every fleet size.
         seconds = max(10, args.seconds * 1000 // vehicles)

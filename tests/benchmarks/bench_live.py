@@ -23,8 +23,6 @@ Servers: --db/--kafka, else FLEETWATCH_TEST_DSN/FLEETWATCH_TEST_KAFKA, else the 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import statistics
 import subprocess
 import sys
@@ -32,7 +30,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from bench_ingest import Cpu, fresh_database, fresh_topics, servers
+from bench_ingest import Cpu, fresh_database, fresh_topics, machine, parse_with_servers
 
 from fleetwatch.config import IngestSettings
 from fleetwatch.pipeline.ingest import Ingestor, IngestParams
@@ -54,16 +52,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=60, help="measured, after the warm-up")
     parser.add_argument("--warmup", type=int, default=20, help="seconds before measuring")
     parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--db")
-    parser.add_argument("--kafka")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
-    server_dsn, bootstrap = servers(args)
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(
-        f"{args.vehicles:,} vehicles at 1 Hz, {args.partitions} partitions, "
-        f"{os.cpu_count()} CPUs, load average {load}"
-    )
+    args, server_dsn, bootstrap = parse_with_servers(parser)
+    print(f"{args.vehicles:,} vehicles at 1 Hz, {args.partitions} partitions, {machine()}")
     duration_s = args.warmup + args.seconds + 5
     with fresh_database(server_dsn) as dsn, fresh_topics(bootstrap, args.partitions) as prefix:
         settings = IngestSettings(group=f"{prefix}live")
