@@ -754,12 +754,14 @@ class FleetwatchApp(App[int]):
         def chosen(duration: timedelta | None) -> None:
             if duration is not None and self.source is not None:
                 until = self.clock() + duration
-                self._acknowledge(self.source, alert.alert_id, until, alert.rule, alert.vehicle_id)
+                self._acknowledge(
+                    self.source, alert.alert_id, until, fmt.rule(alert.rule), alert.vehicle_id
+                )
 
         self.push_screen(
             DurationModal(
                 "Acknowledge alert",
-                f"{alert.rule} on {alert.vehicle_id} ({alert.severity})",
+                f"{fmt.rule(alert.rule)} on {alert.vehicle_id} ({alert.severity})",
                 ACK_CHOICES,
             ),
             chosen,
@@ -779,7 +781,7 @@ class FleetwatchApp(App[int]):
         self.push_screen(
             DurationModal(
                 "Silence rule",
-                f"{alert.rule} for {alert.vehicle_id}",
+                f"{fmt.rule(alert.rule)} for {alert.vehicle_id}",
                 SILENCE_CHOICES,
             ),
             chosen,
@@ -806,7 +808,7 @@ class FleetwatchApp(App[int]):
             self.post_message(ActionFailed(f"Could not silence: {error}"))
             return
         self.post_message(
-            ActionDone(f"Silenced {rule} for {vehicle_id} until {fmt.stamp(until)} UTC.")
+            ActionDone(f"Silenced {fmt.rule(rule)} for {vehicle_id} until {fmt.stamp(until)} UTC.")
         )
 
     def on_action_done(self, message: ActionDone) -> None:

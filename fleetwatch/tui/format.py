@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta, tzinfo
 from typing import Final, Literal
 
@@ -72,11 +73,36 @@ def stamp(moment: datetime) -> str:
     return moment.strftime("%m-%d %H:%M:%S")
 
 
+def all_today(moments: Iterable[datetime], now: datetime) -> bool:
+    """True when every moment falls on ``now``'s date (in the zone they are shown in,
+    UTC), so a column of them can show the clock time alone."""
+    return all(moment.astimezone(now.tzinfo).date() == now.date() for moment in moments)
+
+
+def when(moment: datetime, *, dated: bool) -> str:
+    """A table's time: ``14:29:02``, or ``11-26 14:29:02`` when the column needs dates."""
+    return stamp(moment) if dated else clock(moment)
+
+
 CAUSE_WORDS: Final = {
     "double_parked_vehicle": "double-parked vehicle",
     "cut_in": "cut-in",
     "cyclist_close": "cyclist close by",
 }
+
+
+RULE_LABELS: Final = {
+    "speed_violation": "speeding",
+    "low_battery": "low battery",
+    "collision_risk": "collision risk",
+    "vehicle_silent": "silent",
+}
+"""Alert rules as the screens name them; exports and the settings keep the rule id."""
+
+
+def rule(rule_id: str) -> str:
+    """An alert rule in words: ``speed_violation`` reads "speeding"."""
+    return RULE_LABELS.get(rule_id) or words(rule_id)
 
 
 def words(code: str) -> str:

@@ -60,9 +60,9 @@ CAUSES = (
     "double-parked car",
 )
 CLASSES = ("car", "pedestrian", "cyclist", "truck", "bus", "motorcycle", "unknown")
-RULES = ("speeding", "low_battery", "collision_risk", "vehicle_silent")
+RULES = ("speed_violation", "low_battery", "collision_risk", "vehicle_silent")
 RULE_SEVERITY = {
-    "speeding": "warning",
+    "speed_violation": "warning",
     "low_battery": "warning",
     "collision_risk": "critical",
     "vehicle_silent": "info",
@@ -209,7 +209,7 @@ def build_dataset(seed: int = 7, vehicles: int = 25, now: datetime = FIXED_NOW) 
 
 
 def _summary(rule: str, rng: random.Random) -> str:
-    if rule == "speeding":
+    if rule == "speed_violation":
         return f"{rng.randint(11, 30)} km/h over the limit"
     if rule == "low_battery":
         return f"battery {rng.randint(5, 19)} %"

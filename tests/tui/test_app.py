@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from rich.text import Text
 from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widgets import Static
@@ -173,10 +174,10 @@ def test_alert_filters_by_state_severity_and_rule(make_app: AppFactory) -> None:
         pane.set_filters(state="firing")
         await pilot.pause()
         assert alerts.shown_rows and all(a.state == "firing" for a in alerts.shown_rows)
-        pane.set_filters(state="firing", severity="warning", rule="speeding")
+        pane.set_filters(state="firing", severity="warning", rule="speed_violation")
         await pilot.pause()
         assert all(
-            (a.state, a.severity, a.rule) == ("firing", "warning", "speeding")
+            (a.state, a.severity, a.rule) == ("firing", "warning", "speed_violation")
             for a in alerts.shown_rows
         )
         pane.set_filters()
@@ -517,7 +518,7 @@ def test_backfill_shows_loading_history_not_silent_vehicles(make_app: AppFactory
         assert "Loading history: 42 %" in notice(app, "fleet")
         assert any(row.status == "silent" for row in table(app, "fleet").shown_rows)
         statuses = [
-            table(app, "fleet").get_cell(row.vehicle_id, "status").plain
+            Text.assemble(table(app, "fleet").get_cell(row.vehicle_id, "status")).plain
             for row in table(app, "fleet").shown_rows
         ]
         assert "silent" not in statuses  # shown as loading while history loads
@@ -574,7 +575,7 @@ def test_cut_cells_end_in_an_ellipsis_and_causes_read_as_words(make_app: AppFact
         events = table(app, "interventions")
         row = events.shown_rows[0]
         cell = events.get_cell(f"{row.time.isoformat()}/{row.vehicle_id}/{row.type}", "cause")
-        assert cell.overflow == "ellipsis" and cell.no_wrap
+        assert isinstance(cell, Text) and cell.overflow == "ellipsis" and cell.no_wrap
 
     drive(make_app(), scenario)
 

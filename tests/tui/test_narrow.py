@@ -4,12 +4,15 @@ columns and chart labels stay readable. Assertions are on the screen's text."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
+from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.widgets.footer import KeyFooter, fit
 from fleetwatch.tui.widgets.table import SnapshotTable
@@ -23,6 +26,7 @@ from tests.tui.conftest import (
     wait_for,
 )
 from tests.tui.event_steps import open_event
+from tests.tui.sample import FIXED_NOW
 
 Scenario = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
 
@@ -135,3 +139,91 @@ def test_footer_keys_give_way_in_order_and_help_stays(room: int) -> None:
         order = ["export", "quit", "window.cycle", "table.sort", "alert.acknowledge"]
         gone = [i for i in order if i not in ids]
         assert gone == order[: len(gone)]
+
+
+def table_lines(app: FleetwatchApp, table: SnapshotTable[Any]) -> list[str]:
+    """The table's lines on screen, header first."""
+    region = table.region
+    return [line[region.x : region.right] for line in screen_lines(app)[region.y : region.bottom]]
+
+
+def test_alerts_at_80_columns_show_whole_words_and_the_whole_summary(
+    make_app: AppFactory,
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        alerts = app.query_one("#alerts-table", SnapshotTable)
+        lines = table_lines(app, alerts)
+        assert lines[0].split() == ["State", "Severity", "Rule", "Vehicle", "Last", "Summary"]
+        for row, line in zip(alerts.shown_rows, lines[1:], strict=False):
+            # Rules read as words; the summary is whole, nothing ends in "…".
+            assert fmt.rule(row.rule) in line and row.summary in line, line
+            assert "…" not in line
+        assert "collision risk" in "\n".join(lines)
+        # The export keeps the rule id and says times are UTC.
+        header, rows = alerts.export_rows()
+        assert "First seen (UTC)" in header
+        assert {r[header.index("Rule")] for r in rows} <= {
+            "speed_violation",
+            "low_battery",
+            "collision_risk",
+            "vehicle_silent",
+        }
+
+    drive(make_app(), scenario)
+
+
+def test_alerts_at_80_columns_keep_the_sorted_column_and_room_for_the_summary(
+    make_app: AppFactory,
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        alerts = app.query_one("#alerts-table", SnapshotTable)
+        for column in alerts.spec:
+            alerts.sort_by(column.key, reverse=False)
+            await pilot.pause()
+            shown = [str(key.value) for key in alerts.columns]
+            assert column.key in shown and "summary" in shown
+            width = sum(c.get_render_width(alerts) for c in alerts.columns.values())
+            assert width <= alerts.size.width, (column.key, shown)
+            summary = alerts.columns["summary"]  # type: ignore[index]
+            assert summary.get_render_width(alerts) >= 22, column.key
+            header = table_lines(app, alerts)[0]
+            assert f"{column.label} ▲" in header, header
+        # Every alert started today: the first-seen time goes without its date.
+        alerts.sort_by("first", reverse=False)
+        await pilot.pause()
+        first = alerts.shown_rows[0]
+        cell = alerts.get_cell(str(first.alert_id), "first")
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", str(cell)), cell
+
+    drive(make_app(), scenario)
+
+
+def test_an_acknowledged_alert_says_so_in_a_state_column_that_makes_room(
+    make_app: AppFactory,
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        alerts = app.query_one("#alerts-table", SnapshotTable)
+        state = alerts.columns["state"]  # type: ignore[index]
+        assert state.get_render_width(alerts) == len("resolved") + 2
+        await pilot.press("a")
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "firing ack" in table_lines(app, alerts)[1])
+        assert alerts.columns["state"].get_render_width(alerts) == len("firing ack") + 2  # type: ignore[index]
+
+    drive(make_app(), scenario)
+
+
+def test_times_show_their_date_only_when_a_row_is_not_from_today() -> None:
+    now = FIXED_NOW
+    today = [now - timedelta(hours=3), now]
+    assert fmt.all_today(today, now)
+    assert not fmt.all_today([*today, now - timedelta(hours=15)], now)
+    assert fmt.when(now, dated=False) == "14:30:00"
+    assert fmt.when(now, dated=True) == "11-27 14:30:00"

@@ -19,7 +19,11 @@ SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 STATE_RANK = {"firing": 0, "pending": 1, "resolved": 2}
 
 
-def alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
+def alert_columns(context: RenderContext, *, dated: bool = False) -> list[Column[AlertRow]]:
+    """The alerts table. On 80 columns the summary, the most telling column, gets what the
+    others leave: they are as wide as their cells (``fit``), rules read as words, and the
+    first-seen time (without a date when every alert started today) and the count give
+    way unless the table is sorted by them."""
     now = context.now
     return [
         Column(
@@ -27,41 +31,64 @@ def alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
             "State",
             lambda a: _state_cell(a, context),
             lambda a: STATE_RANK.get(a.state, 9),
-            width=14,
+            width=8,
+            fit=True,
         ),
         Column(
             "severity",
             "Severity",
             lambda a: styled(a.severity, SEVERITY_STYLE),
             lambda a: SEVERITY_RANK.get(a.severity, 9),
-            width=8,
+            width=4,
+            fit=True,
         ),
-        Column("rule", "Rule", lambda a: a.rule, lambda a: a.rule, width=14),
-        Column("vehicle", "Vehicle", lambda a: a.vehicle_id, lambda a: a.vehicle_id, width=9),
+        Column(
+            "rule",
+            "Rule",
+            lambda a: fmt.rule(a.rule),
+            lambda a: fmt.rule(a.rule),
+            export=lambda a: a.rule,
+            width=4,
+            fit=True,
+        ),
+        Column(
+            "vehicle",
+            "Vehicle",
+            lambda a: a.vehicle_id,
+            lambda a: a.vehicle_id,
+            width=7,
+            fit=True,
+        ),
         Column(
             "first",
-            "First seen",
-            lambda a: fmt.stamp(a.first_seen),
+            "First",
+            lambda a: fmt.when(a.first_seen, dated=dated),
             lambda a: a.first_seen,
             export=lambda a: a.first_seen.isoformat(),
-            width=14,
-            drop=2,
+            export_label="First seen (UTC)",
+            width=8,
+            fit=True,
+            drop=3,
         ),
         Column(
             "last",
-            "Last seen",
+            "Last",
             lambda a: fmt.age(a.last_seen, now),
             lambda a: a.last_seen,
             export=lambda a: a.last_seen.isoformat(),
-            width=9,
+            export_label="Last seen (UTC)",
+            width=3,
+            fit=True,
+            drop=1,
         ),
         Column(
             "count",
             "Count",
             lambda a: Text(fmt.count(a.count), justify="right"),
             lambda a: a.count,
-            width=6,
-            drop=1,
+            width=5,
+            fit=True,
+            drop=2,
         ),
         Column(
             "summary",
@@ -69,7 +96,7 @@ def alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
             lambda a: _summary_cell(a, context),
             lambda a: a.summary,
             export=lambda a: a.summary,
-            width=14,
+            width=20,
             flex=True,
         ),
     ]
@@ -150,7 +177,7 @@ class AlertsPane(View):
             self._rules = rules
             rule_select: Select[str] = self.query_one("#filter-rule", Select)
             current = rule_select.value
-            rule_select.set_options([(r, r) for r in rules])
+            rule_select.set_options([(fmt.rule(r), r) for r in rules])
             if isinstance(current, str) and current in rules:
                 rule_select.value = current
         self._apply(context)
@@ -193,7 +220,8 @@ class AlertsPane(View):
             key=default_alert_order,
         )
         table = self.main_table()
-        table.set_spec(alert_columns(context))
+        dated = not fmt.all_today((a.first_seen for a in self._alerts), context.now)
+        table.set_spec(alert_columns(context, dated=dated))
         table.show_rows(rows)
         if not self._alerts:
             self.set_notice("No alerts in this window.")

@@ -350,7 +350,7 @@ def alerts_text(detail: EventDetail) -> Text:
     for alert in detail.alerts:
         text.append("\n")
         text.append_text(styled_as(f"{alert.severity:<9}", alert.severity, SEVERITY_STYLE))
-        text.append(f"{alert.rule:<15} ")
+        text.append(f"{fmt.rule(alert.rule):<15} ")
         text.append_text(styled(alert.state, STATE_STYLE))
         text.append(f" since {fmt.clock(alert.first_seen)}", style="dim")
         if alert.summary:

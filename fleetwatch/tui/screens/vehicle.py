@@ -75,8 +75,9 @@ def vehicle_alert_columns() -> list[Column[AlertRow]]:
         Column(
             "rule",
             "Rule",
-            lambda a: styled_as(a.rule, a.severity, SEVERITY_STYLE),
-            lambda a: a.rule,
+            lambda a: styled_as(fmt.rule(a.rule), a.severity, SEVERITY_STYLE),
+            lambda a: fmt.rule(a.rule),
+            export=lambda a: a.rule,
             width=14,
         ),
         Column(

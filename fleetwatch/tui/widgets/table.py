@@ -40,6 +40,10 @@ class Column(Generic[T]):
     the table is sorted by never gives way: the order must have a visible column."""
     flex: bool = False
     """Takes the width the other shown columns leave, but never less than ``width``."""
+    fit: bool = False
+    """As wide as its widest cell among the rows given and its header (with the sort
+    arrow), but never less than ``width``: a state column needs room for "firing ack" only
+    while an alert is acknowledged, a time column for a date only when one is shown."""
 
 
 class SnapshotTable(DataTable[Cell], Generic[T]):
@@ -99,6 +103,8 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         self._cells_by_key: dict[str, list[Cell]] = {}
         self._visible: tuple[Column[T], ...] = self.spec
         self._widths: dict[str, int | None] = {}
+        self._fitted: dict[str, int] = {}
+        """The widths of the ``fit`` columns' widest cells among the rows given."""
 
     def on_mount(self) -> None:
         self._add_columns()
@@ -119,16 +125,17 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
             return False
         pad = 2 * self.cell_padding
         shown = list(self.spec)
+        base = {c.key: self._base_width(c) for c in self.spec}
 
         def total() -> int:
-            return sum((c.width or len(c.label) + 2) + pad for c in shown)
+            return sum((base[c.key] or len(c.label) + 2) + pad for c in shown)
 
         droppable = (c for c in self.spec if c.drop and c.key != self.sort_column)
         for column in sorted(droppable, key=lambda c: -c.drop):
             if total() <= available:
                 break
             shown.remove(column)
-        widths: dict[str, int | None] = {c.key: c.width for c in shown}
+        widths: dict[str, int | None] = {c.key: base[c.key] for c in shown}
         for column in shown:
             if column.flex and column.width is not None:
                 widths[column.key] = max(column.width, column.width + available - total())
@@ -159,10 +166,20 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
 
     def show_rows(self, rows: Sequence[T]) -> None:
         self._rows = tuple(rows)
+        fitted = {
+            column.key: max((_cell_width(column.render(row)) for row in self._rows), default=0)
+            for column in self.spec
+            if column.fit
+        }
+        if fitted != self._fitted:
+            self._fitted = fitted
+            if self.is_mounted and self._fit():
+                return  # the columns were rebuilt with the rows
         self._rebuild()
 
     def set_spec(self, columns: Sequence[Column[T]]) -> None:
-        """Replace the column renderers (same keys), e.g. after a change of units."""
+        """Replace the column renderers (same keys), e.g. after a change of units; new
+        widths take effect with the next :meth:`show_rows`."""
         self.spec = tuple(columns)
         keys = {c.key for c in self._visible}
         self._visible = tuple(c for c in self.spec if c.key in keys)
@@ -239,14 +256,22 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
 
     # -- internals ----------------------------------------------------------------
 
+    def _base_width(self, column: Column[T]) -> int | None:
+        """The column's width before a flexible column takes what is left."""
+        if not column.fit:
+            return column.width
+        header = len(column.label) + (2 if column.key == self.sort_column else 0)
+        return max(column.width or 0, header, self._fitted.get(column.key, 0))
+
     def _header(self, column: Column[T]) -> Text:
         if column.key != self.sort_column:
             return Text(column.label)
         arrow = "▼" if self.sort_reverse else "▲"
         label = column.label
-        if column.width is not None and len(label) + 2 > column.width:
+        width = self._base_width(column)
+        if width is not None and len(label) + 2 > width:
             # The header is cut to the column's width: shorten the label, keep the arrow.
-            label = label[: max(column.width - 3, 0)] + "…"
+            label = label[: max(width - 3, 0)] + "…"
         return Text.assemble(label, (f" {arrow}", "bold"))
 
     def _refresh_headers(self) -> None:
@@ -369,6 +394,10 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         self._row_locations = TwoWayDict({RowKey(key): index for index, key in enumerate(keys)})
         self._update_count += 1
         self.refresh()
+
+
+def _cell_width(cell: Cell) -> int:
+    return cell.cell_len if isinstance(cell, Text) else Text(cell).cell_len
 
 
 def _none_last(value: Any) -> tuple[int, Any]:
