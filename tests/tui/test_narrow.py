@@ -14,6 +14,7 @@ from textual.pilot import Pilot
 
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp
+from fleetwatch.tui.widgets.barlist import bar
 from fleetwatch.tui.widgets.footer import KeyFooter, fit
 from fleetwatch.tui.widgets.table import SnapshotTable
 from tests.tui.conftest import (
@@ -227,3 +228,70 @@ def test_times_show_their_date_only_when_a_row_is_not_from_today() -> None:
     assert not fmt.all_today([*today, now - timedelta(hours=15)], now)
     assert fmt.when(now, dated=False) == "14:30:00"
     assert fmt.when(now, dated=True) == "11-27 14:30:00"
+
+
+def widget_lines(app: FleetwatchApp, widget_id: str) -> list[str]:
+    region = app.query_one(widget_id).region
+    return [line[region.x : region.right] for line in screen_lines(app)[region.y : region.bottom]]
+
+
+@pytest.mark.parametrize("size", [NARROW, SIZE, (160, 50)])
+def test_objects_by_class_names_every_class_whole(
+    make_app: AppFactory, size: tuple[int, int]
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("5")
+        await wait_for(pilot, rendered(app, "perception"))
+        await pilot.pause()
+        snapshot = app.last_snapshot
+        assert snapshot is not None and snapshot.perception is not None
+        lines = widget_lines(app, "#chart-classes")
+        assert lines[0].strip() == "objects by class"
+        counts = {c.object_class: c.count for c in snapshot.perception.by_class}
+        rows = [line.split() for line in lines[1:] if line.strip()]
+        # One line per class, most seen first: its whole name, its bar and its count.
+        assert [row[0] for row in rows] == sorted(counts, key=lambda c: -counts[c])
+        for row in rows:
+            assert row[-1] == fmt.count(counts[row[0]])
+            assert set(row[1]) <= set("█▉▊▋▌▍▎▏")
+
+    drive(make_app(), scenario, size=size)
+
+
+@pytest.mark.parametrize("size", [NARROW, (80, 30), SIZE, (100, 45)])
+def test_each_ranking_bar_is_on_the_line_of_its_vehicle(
+    make_app: AppFactory, size: tuple[int, int]
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("4")
+        await wait_for(pilot, rendered(app, "interventions"))
+        await pilot.pause()
+        snapshot = app.last_snapshot
+        assert snapshot is not None and snapshot.interventions is not None
+        lines = widget_lines(app, "#chart-ranking")
+        assert lines[0].strip() == "lowest km per intervention"
+        ranked = sorted(
+            (r for r in snapshot.interventions.ranking if r.km_per_intervention is not None),
+            key=lambda r: (r.km_per_intervention or 0.0, r.vehicle_id),
+        )
+        bars = [line.split() for line in lines[1:] if "█" in line or "▏" in line]
+        more = [line.strip() for line in lines[1:] if line.strip().startswith("…")]
+        # Every line with a bar names its vehicle and its figure; none is without a bar.
+        assert bars and len(bars) <= len(lines) - 1
+        for row, vehicle in zip(bars, ranked, strict=False):
+            assert row[0] == vehicle.vehicle_id
+            assert " ".join(row[-2:]) == fmt.distance(vehicle.km_per_intervention or 0.0, "km")
+        shown = min(len(ranked), 10)
+        if len(bars) < shown:
+            assert more == [f"… {shown - len(bars)} more"]
+        else:
+            assert len(bars) == shown and not more
+
+    drive(make_app(), scenario, size=size)
+
+
+def test_a_bar_is_measured_in_eighths_and_never_vanishes() -> None:
+    assert bar(1.0, 4) == "████"
+    assert bar(0.5, 3) == "█▌"
+    assert bar(0.001, 10) == "▏"
+    assert bar(0.0, 10) == ""

@@ -14,6 +14,7 @@ from fleetwatch.tui import format as fmt
 from fleetwatch.tui.messages import OpenEvent, RenderContext
 from fleetwatch.tui.screens.common import FilterBox, View
 from fleetwatch.tui.snapshots import DrivingEventRow, InterventionsView, Snapshot
+from fleetwatch.tui.widgets.barlist import BarItem, BarList
 from fleetwatch.tui.widgets.charts import BarChart, BarData, day_ticks
 from fleetwatch.tui.widgets.table import Column, SnapshotTable
 
@@ -93,20 +94,18 @@ def over_time_data(view: InterventionsView) -> BarData:
     )
 
 
-def ranking_data(view: InterventionsView, units: fmt.Units) -> BarData:
+def ranking_data(view: InterventionsView, units: fmt.Units) -> list[BarItem]:
+    """The vehicles with the fewest kilometres per intervention, the worst on top."""
     ranked = [r for r in view.ranking if r.km_per_intervention is not None]
     ranked.sort(key=lambda r: (r.km_per_intervention or 0.0, r.vehicle_id))
-    top = ranked[:RANKING_BARS]
-    # plotext draws horizontal bars bottom-up: reverse so the worst is on top.
-    top.reverse()
-    return BarData(
-        labels=tuple(r.vehicle_id for r in top),
-        values=(tuple(fmt.distance_value(r.km_per_intervention or 0.0, units) for r in top),),
-        colors=("cyan",),
-        horizontal=True,
-        value_label=f"{units} per intervention",
-        counts=False,
-    )
+    return [
+        BarItem(
+            r.vehicle_id,
+            fmt.distance_value(r.km_per_intervention or 0.0, units),
+            fmt.distance(r.km_per_intervention or 0.0, units),
+        )
+        for r in ranked[:RANKING_BARS]
+    ]
 
 
 class InterventionsPane(View):
@@ -116,7 +115,7 @@ class InterventionsPane(View):
         yield from self.compose_notice()
         with Horizontal(id="interventions-charts"):
             yield BarChart("interventions & disengagements over time", id="chart-over-time")
-            yield BarChart("lowest km per intervention", id="chart-ranking")
+            yield BarList("lowest km per intervention", id="chart-ranking")
         yield FilterBox(placeholder="filter events (vehicle, cause…)", id="interventions-filter")
         yield SnapshotTable(
             intervention_columns(self._render_context),
@@ -138,7 +137,7 @@ class InterventionsPane(View):
         if view is None:
             return
         self.query_one("#chart-over-time", BarChart).set_data(over_time_data(view))
-        ranking = self.query_one("#chart-ranking", BarChart)
+        ranking = self.query_one("#chart-ranking", BarList)
         ranking.chart_title = f"lowest {context.units} per intervention"
         ranking.empty_text = "no interventions in this window"
         ranking.set_data(ranking_data(view, context.units))

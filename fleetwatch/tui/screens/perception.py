@@ -13,7 +13,8 @@ from fleetwatch.tui import format as fmt
 from fleetwatch.tui.messages import OpenVehicle, RenderContext
 from fleetwatch.tui.screens.common import FilterBox, View
 from fleetwatch.tui.snapshots import NearMiss, Snapshot
-from fleetwatch.tui.widgets.charts import BarChart, BarData, histogram_data
+from fleetwatch.tui.widgets.barlist import BarItem, BarList
+from fleetwatch.tui.widgets.charts import BarChart, histogram_data
 from fleetwatch.tui.widgets.table import Column, SnapshotTable
 
 
@@ -64,7 +65,7 @@ class PerceptionPane(View):
     def compose(self) -> ComposeResult:
         yield from self.compose_notice()
         with Horizontal(id="perception-charts"):
-            yield BarChart("objects by class", id="chart-classes")
+            yield BarList("objects by class", id="chart-classes")
             yield BarChart("distance", id="chart-distance")
             yield BarChart("time to collision", id="chart-ttc")
         yield FilterBox(placeholder="filter near misses (vehicle, class…)", id="perception-filter")
@@ -85,13 +86,9 @@ class PerceptionPane(View):
         view = snapshot.perception
         if view is None:
             return
-        self.query_one("#chart-classes", BarChart).set_data(
-            BarData(
-                labels=tuple(c.object_class for c in view.by_class),
-                values=(tuple(float(c.count) for c in view.by_class),),
-                colors=("cyan",),
-                shorten_labels=True,
-            )
+        by_count = sorted(view.by_class, key=lambda c: (-c.count, c.object_class))
+        self.query_one("#chart-classes", BarList).set_data(
+            [BarItem(c.object_class, float(c.count), fmt.count(c.count)) for c in by_count]
         )
         self.query_one("#chart-distance", BarChart).set_data(
             histogram_data(view.distance_bins, "m", "green")

@@ -191,7 +191,6 @@ class BarData:
     """One tuple per group (series), each as long as ``labels``."""
     names: tuple[str, ...] = ()
     colors: tuple[str, ...] = ("orange", "cyan")
-    horizontal: bool = False
     width: float = 0.8
     value_label: str = ""
     """The unit of the value axis, e.g. "km"."""
@@ -199,34 +198,26 @@ class BarData:
     """Values are counts: the value axis has whole-number ticks."""
     markers: tuple[str, ...] = ()
     """Per group: a fill pattern, so groups differ by more than colour (default solid)."""
-    shorten_labels: bool = False
-    """Shorten bar names (with "…") to name every bar, instead of naming every n-th."""
     ticks: tuple[tuple[float, str], ...] = ()
     """Labels at chosen positions (the first bar at 1) instead of the bar names, e.g. the
     dates of a time axis (:func:`day_ticks`)."""
 
 
 class BarChart(Chart):
-    """Vertical or horizontal bars, one or several groups."""
+    """Vertical bars, one or several groups. (Horizontal bars, a name to each, are
+    :class:`~fleetwatch.tui.widgets.barlist.BarList`.)"""
 
     def draw(self, data: BarData) -> bool:
         if not data.labels or not any(any(v) for v in data.values):
             return False
         # plotext's bundled stubs miss ``labels`` and colour lists: call it untyped.
         plt: Any = self.plt
-        orientation = "horizontal" if data.horizontal else "vertical"
         labels = list(data.labels)
         values = [list(v) for v in data.values]
-        if data.horizontal:
-            # Only as many bars as have a row for their name; the last ones are on top.
-            room = max(1, self.size.height - 5)
-            labels = labels[-room:]
-            values = [v[-room:] for v in values]
         if len(data.values) == 1:
             plt.bar(
                 labels,
                 values[0],
-                orientation=orientation,
                 color=data.colors[0],
                 width=data.width,
                 marker="sd",
@@ -236,69 +227,35 @@ class BarChart(Chart):
                 labels,
                 values,
                 labels=list(data.names) or None,
-                orientation=orientation,
                 color=list(data.colors[: len(data.values)]),
                 width=data.width,
                 marker=list(data.markers) or "sd",
             )
         if data.ticks:
-            self._place_ticks(plt, data.ticks, data.horizontal)
+            self._place_ticks(plt, data.ticks)
         else:
-            self._label_ticks(plt, labels, data.horizontal, data.shorten_labels)
+            self._label_ticks(plt, labels)
         high = max(max(v) for v in values)
         positions = value_ticks(high, integer=data.counts)
-        tick_labels = [_tick_label(p) for p in positions]
-        if data.horizontal:
-            plt.xticks(positions, tick_labels)
-            if data.value_label:
-                plt.xlabel(data.value_label)
-        else:
-            plt.yticks(positions, tick_labels)
-            if data.value_label:
-                plt.ylabel(data.value_label)
+        plt.yticks(positions, [_tick_label(p) for p in positions])
+        if data.value_label:
+            plt.ylabel(data.value_label)
         return True
 
-    def _place_ticks(
-        self, plt: Any, ticks: tuple[tuple[float, str], ...], horizontal: bool
-    ) -> None:
+    def _place_ticks(self, plt: Any, ticks: tuple[tuple[float, str], ...]) -> None:
         """Given ticks, every n-th of them when they do not all fit."""
-        if horizontal:
-            room = max(1, self.size.height - 4)
-        else:
-            widest = max(len(label) for _position, label in ticks) + 2
-            room = max(1, (self.size.width - 8) // widest)
+        widest = max(len(label) for _position, label in ticks) + 2
+        room = max(1, (self.size.width - 8) // widest)
         shown = ticks[:: math.ceil(len(ticks) / room)]
-        positions = [position for position, _label in shown]
-        labels = [label for _position, label in shown]
-        if horizontal:
-            plt.yticks(positions, labels)
-        else:
-            plt.xticks(positions, labels)
+        plt.xticks([position for position, _label in shown], [label for _p, label in shown])
 
-    def _label_ticks(
-        self, plt: Any, labels: list[str], horizontal: bool, shorten: bool = False
-    ) -> None:
+    def _label_ticks(self, plt: Any, labels: list[str]) -> None:
         """Choose which bar labels to show ourselves: plotext's own choice varies from one
         process to the next, which made identical data draw differently."""
-        count = len(labels)
-        if horizontal:
-            room = max(1, self.size.height - 4)
-            step = math.ceil(count / room)
-        else:
-            widest = max(len(label) for label in labels) + 2
-            room = max(1, (self.size.width - 8) // widest)
-            step = math.ceil(count / room)
-            slot = (self.size.width - 8) // max(count, 1) - 1
-            if shorten and step > 1 and slot >= 3:
-                # Every bar named: shorten the names rather than leave bars unnamed.
-                labels = [_shorten(label, slot) for label in labels]
-                step = 1
-        positions = list(range(1, count + 1))[::step]
-        shown = labels[::step]
-        if horizontal:
-            plt.yticks(positions, shown)
-        else:
-            plt.xticks(positions, shown)
+        widest = max(len(label) for label in labels) + 2
+        room = max(1, (self.size.width - 8) // widest)
+        step = math.ceil(len(labels) / room)
+        plt.xticks(list(range(1, len(labels) + 1))[::step], labels[::step])
 
 
 def value_ticks(high: float, count: int = 4, *, integer: bool = True) -> list[float]:
@@ -315,10 +272,6 @@ def value_ticks(high: float, count: int = 4, *, integer: bool = True) -> list[fl
 
 def _tick_label(value: float) -> str:
     return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
-
-
-def _shorten(label: str, width: int) -> str:
-    return label if len(label) <= width else label[: width - 1] + "…"
 
 
 def histogram_data(bins: Sequence[HistogramBin], unit: str, color: str) -> BarData:
