@@ -35,6 +35,41 @@ def speed_unit(units: Units) -> str:
     return "km/h" if units == "km" else "mph"
 
 
+FEET_PER_METRE: Final = 1 / 0.3048
+MPH_PER_MPS: Final = 3600 / 1609.344
+
+
+def object_distance(distance_m: float, units: Units) -> str:
+    """How far a perceived object is: ``15.6 m``, or ``51 ft`` with miles (feet, as US
+    drivers and safety engineers read short distances)."""
+    if units == "km":
+        return f"{distance_m:.1f} m"
+    return f"{distance_m * FEET_PER_METRE:.0f} ft"
+
+
+def object_distance_value(distance_m: float, units: Units) -> float:
+    return distance_m if units == "km" else distance_m * FEET_PER_METRE
+
+
+def object_distance_unit(units: Units) -> str:
+    return "m" if units == "km" else "ft"
+
+
+def closing_speed(mps: float, units: Units) -> str:
+    """How fast an object closes in: ``8.9 m/s``, or ``20 mph`` with miles."""
+    if units == "km":
+        return f"{mps:.1f} m/s"
+    return f"{mps * MPH_PER_MPS:.0f} mph"
+
+
+def closing_speed_value(mps: float, units: Units) -> float:
+    return mps if units == "km" else mps * MPH_PER_MPS
+
+
+def closing_speed_unit(units: Units) -> str:
+    return "m/s" if units == "km" else "mph"
+
+
 def per_event(km: float | None, units: Units, what: str = "interventions") -> str:
     """``km per intervention`` as shown: "no interventions" rather than infinity."""
     if km is None:

@@ -115,7 +115,7 @@ def test_enter_on_a_vehicle_event_shows_every_field_and_its_surroundings(
         alerts = text_of(app, "event-alerts")
         assert alerts.startswith("Alerts open then")
         for alert in expected.alerts:
-            assert f"{alert.rule}" in alerts and alert.summary in alerts
+            assert fmt.rule(alert.rule) in alerts and alert.summary in alerts
         if not expected.alerts:
             assert "no open alert" in alerts
 
@@ -133,12 +133,24 @@ def test_enter_on_a_vehicle_event_shows_every_field_and_its_surroundings(
     run(make_app(source), scenario)
 
 
-def test_speeds_follow_the_chosen_units(make_app: AppFactory) -> None:
+def test_speeds_and_distances_follow_the_chosen_units(make_app: AppFactory) -> None:
     async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
         await pilot.press("u")
         row = await open_from_vehicle(app, pilot)
         assert f"Speed      {fmt.speed(row.speed_kmh, 'mi')}" in text_of(app, "event-fields")
         assert text_of(app, "event-telemetry").splitlines()[1].startswith("speed mph")
+        # With miles, objects are feet away and close in at mph (TTC stays in seconds).
+        screen = app.screen
+        assert isinstance(screen, EventDetailScreen) and screen.detail is not None
+        closest, lowest = screen.detail.closest, screen.detail.lowest_ttc
+        assert closest is not None and lowest is not None and lowest.ttc_s is not None
+        perception = text_of(app, "event-perception")
+        feet = round(closest.distance_m / 0.3048)
+        assert f"closest    {feet} ft  {closest.object_class}" in perception
+        mph = round(lowest.closing_speed_mps * 3600 / 1609.344)
+        assert f"closing at {mph} mph" in perception
+        assert f"lowest TTC {lowest.ttc_s:.1f} s  " in perception
+        assert " m/s" not in perception and " m " not in perception
 
     run(make_app(), scenario)
 

@@ -128,7 +128,7 @@ class EventDetailScreen(ModalScreen[EventChoice | None]):
             alerts.update("")
         else:
             telemetry.update(telemetry_text(detail, units, width))
-            perception.update(perception_text(detail, width))
+            perception.update(perception_text(detail, width, units))
             alerts.update(alerts_text(detail))
 
 
@@ -282,7 +282,7 @@ def speed_line(detail: EventDetail, room: int) -> Text:
     return text
 
 
-def perception_text(detail: EventDetail, width: int) -> Text:
+def perception_text(detail: EventDetail, width: int, units: fmt.Units) -> Text:
     span = f"{detail.perception_s:g} s"
     text = Text()
     text.append("Perception", style="bold")
@@ -310,7 +310,7 @@ def perception_text(detail: EventDetail, width: int) -> Text:
     event_time = detail.event.time
     if detail.closest is not None:
         text.append(f"\n{'closest':<{LABEL}}", style="dim")
-        text.append_text(_object(detail.closest, event_time, lead="distance"))
+        text.append_text(_object(detail.closest, event_time, units, lead="distance"))
     text.append(f"\n{'lowest TTC':<{LABEL}}", style="dim")
     if detail.lowest_ttc is None:
         text.append("nothing was closing in", style="dim")
@@ -318,13 +318,20 @@ def perception_text(detail: EventDetail, width: int) -> Text:
         near = detail.lowest_ttc.ttc_s is not None and detail.lowest_ttc.ttc_s < (
             detail.ttc_threshold_s
         )
-        text.append_text(_object(detail.lowest_ttc, event_time, lead="ttc", alarm=near))
+        text.append_text(_object(detail.lowest_ttc, event_time, units, lead="ttc", alarm=near))
     return text
 
 
-def _object(item: PerceivedObject, event_time: datetime, *, lead: str, alarm: bool = False) -> Text:
+def _object(
+    item: PerceivedObject,
+    event_time: datetime,
+    units: fmt.Units,
+    *,
+    lead: str,
+    alarm: bool = False,
+) -> Text:
     text = Text()
-    distance = f"{item.distance_m:.1f} m"
+    distance = fmt.object_distance(item.distance_m, units)
     ttc = f"{item.ttc_s:.1f} s" if item.ttc_s is not None else ""
     if lead == "ttc":
         text.append(ttc, style="bold red" if alarm else "bold")
@@ -333,7 +340,7 @@ def _object(item: PerceivedObject, event_time: datetime, *, lead: str, alarm: bo
         text.append(distance, style="bold")
         text.append(f"  {item.object_class}")
     if item.closing_speed_mps > 0:
-        text.append(f", closing at {item.closing_speed_mps:.1f} m/s")
+        text.append(f", closing at {fmt.closing_speed(item.closing_speed_mps, units)}")
         if lead != "ttc" and ttc:
             text.append(f" (TTC {ttc})")
     offset = (item.time - event_time).total_seconds()

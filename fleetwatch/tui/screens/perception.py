@@ -18,7 +18,8 @@ from fleetwatch.tui.widgets.charts import BarChart, histogram_data
 from fleetwatch.tui.widgets.table import Column, SnapshotTable
 
 
-def near_miss_columns() -> list[Column[NearMiss]]:
+def near_miss_columns(context: RenderContext) -> list[Column[NearMiss]]:
+    units = context.units
     return [
         Column(
             "time",
@@ -33,17 +34,19 @@ def near_miss_columns() -> list[Column[NearMiss]]:
         Column(
             "distance",
             "Distance",
-            lambda n: Text(f"{n.distance_m:.1f} m", justify="right"),
+            lambda n: Text(fmt.object_distance(n.distance_m, units), justify="right"),
             lambda n: n.distance_m,
-            export=lambda n: round(n.distance_m, 2),
+            export=lambda n: round(fmt.object_distance_value(n.distance_m, units), 2),
+            export_label=f"Distance ({fmt.object_distance_unit(units)})",
             width=9,
         ),
         Column(
             "closing",
             "Closing",
-            lambda n: Text(f"{n.closing_speed_mps:.1f} m/s", justify="right"),
+            lambda n: Text(fmt.closing_speed(n.closing_speed_mps, units), justify="right"),
             lambda n: n.closing_speed_mps,
-            export=lambda n: round(n.closing_speed_mps, 2),
+            export=lambda n: round(fmt.closing_speed_value(n.closing_speed_mps, units), 2),
+            export_label=f"Closing speed ({fmt.closing_speed_unit(units)})",
             width=10,
         ),
         Column(
@@ -54,6 +57,7 @@ def near_miss_columns() -> list[Column[NearMiss]]:
             ),
             lambda n: n.ttc_s,
             export=lambda n: round(n.ttc_s, 3),
+            export_label="TTC (s)",
             width=7,
         ),
     ]
@@ -70,7 +74,7 @@ class PerceptionPane(View):
             yield BarChart("time to collision", id="chart-ttc")
         yield FilterBox(placeholder="filter near misses (vehicle, class…)", id="perception-filter")
         yield SnapshotTable(
-            near_miss_columns(),
+            near_miss_columns(self._render_context),
             row_key=lambda n: f"{n.time.isoformat()}/{n.vehicle_id}/{n.object_class}",
             sort_column="ttc",
             id="near-miss-table",
@@ -91,10 +95,17 @@ class PerceptionPane(View):
             [BarItem(c.object_class, float(c.count), fmt.count(c.count)) for c in by_count]
         )
         self.query_one("#chart-distance", BarChart).set_data(
-            histogram_data(view.distance_bins, "m", "green")
+            histogram_data(
+                view.distance_bins,
+                fmt.object_distance_unit(context.units),
+                "green",
+                scale=fmt.object_distance_value(1.0, context.units),
+            )
         )
         self.query_one("#chart-ttc", BarChart).set_data(histogram_data(view.ttc_bins, "s", "red"))
-        self.main_table().show_rows(view.near_misses)
+        table = self.main_table()
+        table.set_spec(near_miss_columns(context))
+        table.show_rows(view.near_misses)
         self.set_notice("" if view.by_class else "No perception events in this window.")
 
     def on_snapshot_table_row_chosen(self, event: SnapshotTable.RowChosen) -> None:

@@ -274,14 +274,18 @@ def _tick_label(value: float) -> str:
     return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
 
 
-def histogram_data(bins: Sequence[HistogramBin], unit: str, color: str) -> BarData:
-    labels = tuple(_bin_label(b, unit) for b in bins)
+def histogram_data(
+    bins: Sequence[HistogramBin], unit: str, color: str, *, scale: float = 1.0
+) -> BarData:
+    """Bars for histogram bins, labelled with their edges times ``scale`` in ``unit``
+    (bins of metres labelled in feet, say: 0-16ft, 16-33ft)."""
+    labels = tuple(_bin_label(b, unit, scale) for b in bins)
     return BarData(labels=labels, values=(tuple(float(b.count) for b in bins),), colors=(color,))
 
 
-def _bin_label(item: HistogramBin, unit: str) -> str:
+def _bin_label(item: HistogramBin, unit: str, scale: float = 1.0) -> str:
     def short(value: float) -> str:
-        return f"{value:g}"
+        return f"{value:g}" if scale == 1.0 else f"{value * scale:.0f}"
 
     if item.high is None:
         return f"≥{short(item.low)}{unit}"
