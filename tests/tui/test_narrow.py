@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from textual.pilot import Pilot
 
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp
+from fleetwatch.tui.snapshots import DrivingEventRow, Snapshot, ViewRequest
 from fleetwatch.tui.widgets.barlist import bar
 from fleetwatch.tui.widgets.footer import KeyFooter, fit
 from fleetwatch.tui.widgets.table import SnapshotTable
@@ -26,8 +28,8 @@ from tests.tui.conftest import (
     screen_lines,
     wait_for,
 )
-from tests.tui.event_steps import open_event
-from tests.tui.sample import FIXED_NOW
+from tests.tui.event_steps import SHOWN_VEHICLE, open_event
+from tests.tui.sample import FIXED_NOW, FixedSource
 
 Scenario = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
 
@@ -295,3 +297,77 @@ def test_a_bar_is_measured_in_eighths_and_never_vanishes() -> None:
     assert bar(0.5, 3) == "█▌"
     assert bar(0.001, 10) == "▏"
     assert bar(0.0, 10) == ""
+
+
+LONG_CAUSES = ("traffic_light_misread", "unexpected_pedestrian", "double_parked_vehicle")
+
+
+class LongCauseSource(FixedSource):
+    """The simulator's longest causes (21 characters in words); ``days_back`` moves the
+    oldest event of each list that many days back."""
+
+    def __init__(self, days_back: int = 0) -> None:
+        super().__init__()
+        self.days_back = days_back
+
+    def _events(self, events: tuple[DrivingEventRow, ...]) -> tuple[DrivingEventRow, ...]:
+        changed = [
+            replace(e, cause=LONG_CAUSES[i % len(LONG_CAUSES)]) for i, e in enumerate(events)
+        ]
+        if changed and self.days_back:
+            oldest = min(range(len(changed)), key=lambda i: changed[i].time)
+            moved = changed[oldest].time - timedelta(days=self.days_back)
+            changed[oldest] = replace(changed[oldest], time=moved)
+        return tuple(changed)
+
+    def fetch(self, request: ViewRequest) -> Snapshot:
+        snapshot = super().fetch(request)
+        if snapshot.interventions is not None:
+            events = self._events(snapshot.interventions.events)
+            snapshot = replace(
+                snapshot, interventions=replace(snapshot.interventions, events=events)
+            )
+        if snapshot.vehicle is not None:
+            events = self._events(snapshot.vehicle.events)
+            snapshot = replace(snapshot, vehicle=replace(snapshot.vehicle, events=events))
+        return snapshot
+
+
+def test_event_causes_are_whole_at_80_columns_and_times_drop_todays_date(
+    make_app: AppFactory,
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("4")
+        await wait_for(pilot, rendered(app, "interventions"))
+        events = app.query_one("#interventions-table", SnapshotTable)
+        lines = table_lines(app, events)
+        assert lines[0].split()[:4] == ["Time", "▼", "Vehicle", "Event"]
+        for row, line in zip(events.shown_rows, lines[1:], strict=False):
+            assert fmt.words(row.cause) in line and "…" not in line, line
+            assert line.split()[0] == fmt.clock(row.time)
+        # The vehicle's own events, beside its alerts.
+        await pilot.press("1")
+        await wait_for(pilot, rendered(app, "fleet"))
+        assert app.query_one("#fleet-table", SnapshotTable).move_to_key(SHOWN_VEHICLE)
+        await pilot.press("enter")
+        await wait_for(pilot, rendered(app, "vehicle"))
+        own = app.query_one("#vehicle-events", SnapshotTable)
+        await wait_for(pilot, lambda: bool(own.shown_rows))
+        lines = table_lines(app, own)
+        for row, line in zip(own.shown_rows, lines[1:], strict=False):
+            assert line.split()[0] == fmt.clock(row.time)
+            assert fmt.words(row.cause) in line and "…" not in line, line
+
+    drive(make_app(LongCauseSource()), scenario)
+
+
+def test_an_event_from_another_day_brings_the_dates_back(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("4")
+        await wait_for(pilot, rendered(app, "interventions"))
+        events = app.query_one("#interventions-table", SnapshotTable)
+        lines = table_lines(app, events)
+        for row, line in zip(events.shown_rows, lines[1:], strict=False):
+            assert " ".join(line.split()[:2]) == fmt.stamp(row.time), line
+
+    drive(make_app(LongCauseSource(days_back=1)), scenario)

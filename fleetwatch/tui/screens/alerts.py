@@ -96,7 +96,7 @@ def alert_columns(context: RenderContext, *, dated: bool = False) -> list[Column
             lambda a: _summary_cell(a, context),
             lambda a: a.summary,
             export=lambda a: a.summary,
-            width=20,
+            width=21,
             flex=True,
         ),
     ]

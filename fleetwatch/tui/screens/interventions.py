@@ -19,28 +19,45 @@ from fleetwatch.tui.widgets.charts import BarChart, BarData, day_ticks
 from fleetwatch.tui.widgets.table import Column, SnapshotTable
 
 RANKING_BARS = 10
+CAUSE_WIDTH = 21
+"""The longest causes in words: "unexpected pedestrian", "traffic light misread"."""
 
 
-def intervention_columns(context: RenderContext) -> list[Column[DrivingEventRow]]:
+def intervention_columns(
+    context: RenderContext, *, dated: bool = True
+) -> list[Column[DrivingEventRow]]:
+    """The events table: times without the date when every event is from today, so the
+    cause, the column that explains the event, has room for its words."""
     return [
         Column(
             "time",
             "Time",
-            lambda e: fmt.stamp(e.time),
+            lambda e: fmt.when(e.time, dated=dated),
             lambda e: e.time,
             export=lambda e: e.time.isoformat(),
             export_label="Time (UTC)",
-            width=14,
+            width=8,
+            fit=True,
         ),
-        Column("vehicle", "Vehicle", lambda e: e.vehicle_id, lambda e: e.vehicle_id, width=9),
+        Column(
+            "vehicle", "Vehicle", lambda e: e.vehicle_id, lambda e: e.vehicle_id, width=7, fit=True
+        ),
         Column(
             "type",
             "Event",
             lambda e: Text(e.type, style="bold red" if e.type == "intervention" else "bold yellow"),
             lambda e: e.type,
-            width=13,
+            width=5,
+            fit=True,
         ),
-        Column("cause", "Cause", lambda e: fmt.words(e.cause), lambda e: e.cause, width=20),
+        Column(
+            "cause",
+            "Cause",
+            lambda e: fmt.words(e.cause),
+            lambda e: e.cause,
+            width=CAUSE_WIDTH,
+            flex=True,
+        ),
         Column(
             "place",
             "Place",
@@ -142,7 +159,8 @@ class InterventionsPane(View):
         ranking.empty_text = "no interventions in this window"
         ranking.set_data(ranking_data(view, context.units))
         table = self.main_table()
-        table.set_spec(intervention_columns(context))
+        dated = not fmt.all_today((e.time for e in view.events), context.now)
+        table.set_spec(intervention_columns(context, dated=dated))
         table.show_rows(view.events)
         self.set_notice("" if view.events else "No interventions or disengagements in this window.")
 

@@ -35,21 +35,33 @@ from fleetwatch.tui.widgets.charts import (
 )
 from fleetwatch.tui.widgets.table import Column, SnapshotTable
 
+CAUSE_WIDTH = 18
+"""Room for most causes in words ("localization drift") beside the vehicle's alerts on
+80 columns; longer ones end in "…"."""
 
-def event_columns(context: RenderContext) -> list[Column[DrivingEventRow]]:
+
+def event_columns(context: RenderContext, *, dated: bool = False) -> list[Column[DrivingEventRow]]:
+    """The vehicle's events: clock times (with the date when one is not from today) and
+    the cause taking the room left; the speed gives way on a narrow terminal."""
     return [
         Column(
             "time",
             "Time",
-            lambda e: fmt.clock(e.time),
+            lambda e: fmt.when(e.time, dated=dated),
             lambda e: e.time,
             export=lambda e: e.time.isoformat(),
             export_label="Time (UTC)",
             width=8,
+            fit=True,
         ),
-        Column("type", "Event", lambda e: _event_type(e.type), lambda e: e.type, width=13),
+        Column("type", "Event", lambda e: _event_type(e.type), lambda e: e.type, width=5, fit=True),
         Column(
-            "cause", "Cause", lambda e: fmt.words(e.cause), lambda e: e.cause, width=12, flex=True
+            "cause",
+            "Cause",
+            lambda e: fmt.words(e.cause),
+            lambda e: e.cause,
+            width=CAUSE_WIDTH,
+            flex=True,
         ),
         Column(
             "speed",
@@ -69,21 +81,39 @@ def _event_type(kind: str) -> Text:
     return Text(kind, style=style)
 
 
-def vehicle_alert_columns() -> list[Column[AlertRow]]:
+def vehicle_alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
+    """The vehicle's alerts, narrow enough to leave the events beside them their causes:
+    the rule in words coloured by severity (the alerts view has the full detail), the
+    state, and how long ago the alert was last seen."""
+    now = context.now
     return [
-        # The rule is coloured by severity; the alerts view has the full detail.
         Column(
             "rule",
             "Rule",
             lambda a: styled_as(fmt.rule(a.rule), a.severity, SEVERITY_STYLE),
             lambda a: fmt.rule(a.rule),
             export=lambda a: a.rule,
-            width=14,
+            width=4,
+            fit=True,
         ),
         Column(
-            "state", "State", lambda a: styled(a.state, STATE_STYLE), lambda a: a.state, width=8
+            "state",
+            "State",
+            lambda a: styled(a.state, STATE_STYLE),
+            lambda a: a.state,
+            width=5,
+            fit=True,
         ),
-        Column("last", "Last", lambda a: fmt.clock(a.last_seen), lambda a: a.last_seen, width=8),
+        Column(
+            "last",
+            "Last",
+            lambda a: fmt.age(a.last_seen, now),
+            lambda a: a.last_seen,
+            export=lambda a: a.last_seen.isoformat(),
+            export_label="Last seen (UTC)",
+            width=3,
+            fit=True,
+        ),
     ]
 
 
@@ -115,7 +145,7 @@ class VehicleDetail(View):
             with Vertical(id="vehicle-alerts-box"):
                 yield Static("Alerts", classes="section-title")
                 yield SnapshotTable(
-                    vehicle_alert_columns(),
+                    vehicle_alert_columns(self._render_context),
                     row_key=lambda a: str(a.alert_id),
                     sort_column="last",
                     sort_reverse=True,
@@ -138,9 +168,12 @@ class VehicleDetail(View):
         self._show_past(view, context, past=past)
         self._show_charts(view, context)
         events = self.query_one("#vehicle-events", SnapshotTable)
-        events.set_spec(event_columns(context))
+        dated = not fmt.all_today((e.time for e in view.events), context.now)
+        events.set_spec(event_columns(context, dated=dated))
         events.show_rows(view.events)
-        self.query_one("#vehicle-alerts", SnapshotTable).show_rows(view.alerts)
+        alerts = self.query_one("#vehicle-alerts", SnapshotTable)
+        alerts.set_spec(vehicle_alert_columns(context))
+        alerts.show_rows(view.alerts)
         self._show_perception(view)
         if view.vehicle is None:
             self.set_notice(f"{snapshot.request.vehicle_id} has not reported.")

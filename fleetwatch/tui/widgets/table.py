@@ -104,6 +104,8 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         self._visible: tuple[Column[T], ...] = self.spec
         self._widths: dict[str, int | None] = {}
         self._fitted: dict[str, int] = {}
+        self._overflows = True
+        """Whether the rows overflow the table's height (and need a scrollbar)."""
         """The widths of the ``fit`` columns' widest cells among the rows given."""
 
     def on_mount(self) -> None:
@@ -120,7 +122,11 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
     def _fit(self) -> bool:
         """Choose the columns (and the flexible column's width) for the table's width;
         True when the columns changed (and the table was rebuilt)."""
-        available = self.size.width - self.styles.scrollbar_size_vertical
+        # Room for the vertical scrollbar only when the rows overflow (a short table, such
+        # as a vehicle's few alerts, has none).
+        self._overflows = self._rows_overflow()
+        scrollbar = self.styles.scrollbar_size_vertical if self._overflows else 0
+        available = self.size.width - scrollbar
         if available <= 0:
             return False
         pad = 2 * self.cell_padding
@@ -171,11 +177,15 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
             for column in self.spec
             if column.fit
         }
-        if fitted != self._fitted:
+        if fitted != self._fitted or self._rows_overflow() != self._overflows:
             self._fitted = fitted
             if self.is_mounted and self._fit():
                 return  # the columns were rebuilt with the rows
         self._rebuild()
+
+    def _rows_overflow(self) -> bool:
+        header = self.header_height if self.show_header else 0
+        return len(self._rows) + header > self.size.height
 
     def set_spec(self, columns: Sequence[Column[T]]) -> None:
         """Replace the column renderers (same keys), e.g. after a change of units; new
