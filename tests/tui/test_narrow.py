@@ -371,3 +371,17 @@ def test_an_event_from_another_day_brings_the_dates_back(make_app: AppFactory) -
             assert " ".join(line.split()[:2]) == fmt.stamp(row.time), line
 
     drive(make_app(LongCauseSource(days_back=1)), scenario)
+
+
+def test_near_misses_from_today_show_clock_times(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("5")
+        await wait_for(pilot, rendered(app, "perception"))
+        near = app.query_one("#near-miss-table", SnapshotTable)
+        lines = table_lines(app, near)
+        for row, line in zip(near.shown_rows, lines[1:], strict=False):
+            assert line.split()[:2] == [fmt.clock(row.time), row.vehicle_id], line
+        header, _rows = near.export_rows()
+        assert header[0] == "Time (UTC)"
+
+    drive(make_app(), scenario)

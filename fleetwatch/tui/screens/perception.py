@@ -18,16 +18,20 @@ from fleetwatch.tui.widgets.charts import BarChart, histogram_data
 from fleetwatch.tui.widgets.table import Column, SnapshotTable
 
 
-def near_miss_columns(context: RenderContext) -> list[Column[NearMiss]]:
+def near_miss_columns(context: RenderContext, *, dated: bool = True) -> list[Column[NearMiss]]:
+    """Near misses, with times without the date when every one is from today, and
+    distances and closing speeds in the chosen units."""
     units = context.units
     return [
         Column(
             "time",
             "Time",
-            lambda n: fmt.stamp(n.time),
+            lambda n: fmt.when(n.time, dated=dated),
             lambda n: n.time,
             export=lambda n: n.time.isoformat(),
-            width=14,
+            export_label="Time (UTC)",
+            width=8,
+            fit=True,
         ),
         Column("vehicle", "Vehicle", lambda n: n.vehicle_id, lambda n: n.vehicle_id, width=9),
         Column("class", "Object", lambda n: n.object_class, lambda n: n.object_class, width=10),
@@ -104,7 +108,8 @@ class PerceptionPane(View):
         )
         self.query_one("#chart-ttc", BarChart).set_data(histogram_data(view.ttc_bins, "s", "red"))
         table = self.main_table()
-        table.set_spec(near_miss_columns(context))
+        dated = not fmt.all_today((n.time for n in view.near_misses), context.now)
+        table.set_spec(near_miss_columns(context, dated=dated))
         table.show_rows(view.near_misses)
         self.set_notice("" if view.by_class else "No perception events in this window.")
 
