@@ -99,6 +99,8 @@ SHOTS: list[tuple[str, Steps, tuple[int, int]]] = [
     ("narrow-fleet-80x24", _fleet, NARROW),
     ("narrow-vehicle-80x24", _press("enter", view="vehicle"), NARROW),
     ("narrow-event-80x24", open_event, NARROW),
+    ("narrow-alerts-80x24", _press("3", view="alerts"), NARROW),
+    ("narrow-perception-80x24", _press("5", view="perception"), NARROW),
 ]
 
 
