@@ -183,11 +183,15 @@ def bench(dsn: str, repeat: int, end: datetime) -> None:
             ("near_misses 1h", lambda: queries.near_misses(conn, w1)),
             ("near_misses 24h", lambda: queries.near_misses(conn, w24)),
             ("alerts open", lambda: queries.alerts(conn, now)),
+        ]
+        # Not a refresh query: read once when an event's detail opens, mostly from pages
+        # not in memory (each event's 61 telemetry rows lie on as many pages).
+        opened: list[tuple[str, Callable[[], object]]] = [
             ("event_context, a new event each", event_context),
         ]
         print(f"{'query':32} {'median ms':>10} {'p95 ms':>10}")
         worst = 0.0
-        for name, call in cases:
+        for name, call in cases + opened:
             call()  # warm the cache and the plan
             times = []
             for _ in range(repeat):
@@ -196,10 +200,12 @@ def bench(dsn: str, repeat: int, end: datetime) -> None:
                 times.append(time.perf_counter() - t)
                 conn.rollback()
             median, p95 = statistics.median(times) * 1000, _p95(times) * 1000
-            worst = max(worst, p95)
-            flag = "" if p95 < 50 else "  over 50 ms"
+            refresh = (name, call) in cases
+            if refresh:
+                worst = max(worst, p95)
+            flag = "" if p95 < 50 or not refresh else "  over 50 ms"
             print(f"{name:32} {median:10.1f} {p95:10.1f}{flag}", flush=True)
-        print(f"slowest p95: {worst:.1f} ms")
+        print(f"slowest p95 of the refresh queries: {worst:.1f} ms")
 
 
 def bench_embedded() -> None:
