@@ -11,7 +11,14 @@ from textual.widgets import Select
 
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.messages import OpenVehicle, RenderContext
-from fleetwatch.tui.screens.common import SEVERITY_STYLE, STATE_STYLE, FilterBox, View, styled
+from fleetwatch.tui.screens.common import (
+    SEVERITY_STYLE,
+    STATE_STYLE,
+    FilterBox,
+    View,
+    last_seen_column,
+    styled,
+)
 from fleetwatch.tui.snapshots import ALERT_STATES, SEVERITIES, AlertRow, Snapshot
 from fleetwatch.tui.widgets.table import Column, SnapshotTable
 
@@ -70,17 +77,7 @@ def alert_columns(context: RenderContext, *, dated: bool = False) -> list[Column
             fit=True,
             drop=3,
         ),
-        Column(
-            "last",
-            "Last",
-            lambda a: fmt.age(a.last_seen, now),
-            lambda a: a.last_seen,
-            export=lambda a: a.last_seen.isoformat(),
-            export_label="Last seen (UTC)",
-            width=3,
-            fit=True,
-            drop=1,
-        ),
+        last_seen_column(now, drop=1),
         Column(
             "count",
             "Count",

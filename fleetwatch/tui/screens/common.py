@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rich.text import Text
@@ -10,9 +11,10 @@ from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
+from fleetwatch.tui import format as fmt
 from fleetwatch.tui.messages import RenderContext
-from fleetwatch.tui.snapshots import Snapshot
-from fleetwatch.tui.widgets.table import SnapshotTable
+from fleetwatch.tui.snapshots import AlertRow, DrivingEventRow, Snapshot
+from fleetwatch.tui.widgets.table import Column, SnapshotTable
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}
 STATE_STYLE = {"firing": "bold red", "pending": "yellow", "resolved": "dim green"}
@@ -32,6 +34,28 @@ def styled(value: str, styles: dict[str, str]) -> Text:
 def styled_as(value: str, kind: str, styles: dict[str, str]) -> Text:
     """``value`` in the style of ``kind`` (e.g. a rule coloured by its severity)."""
     return Text(value, style=styles.get(kind, ""))
+
+
+def cause_column(width: int) -> Column[DrivingEventRow]:
+    """A driving event's cause in words, taking the room the other columns leave."""
+    return Column(
+        "cause", "Cause", lambda e: fmt.words(e.cause), lambda e: e.cause, width=width, flex=True
+    )
+
+
+def last_seen_column(now: datetime, *, drop: int = 0) -> Column[AlertRow]:
+    """How long ago an alert was last seen, as wide as its cells."""
+    return Column(
+        "last",
+        "Last",
+        lambda a: fmt.age(a.last_seen, now),
+        lambda a: a.last_seen,
+        export=lambda a: a.last_seen.isoformat(),
+        export_label="Last seen (UTC)",
+        width=3,
+        fit=True,
+        drop=drop,
+    )
 
 
 class FilterBox(Input):

@@ -12,7 +12,7 @@ from textual.containers import Horizontal
 
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.messages import OpenEvent, RenderContext
-from fleetwatch.tui.screens.common import FilterBox, View
+from fleetwatch.tui.screens.common import FilterBox, View, cause_column
 from fleetwatch.tui.snapshots import DrivingEventRow, InterventionsView, Snapshot
 from fleetwatch.tui.widgets.barlist import BarItem, BarList
 from fleetwatch.tui.widgets.charts import BarChart, BarData, day_ticks
@@ -50,14 +50,7 @@ def intervention_columns(
             width=5,
             fit=True,
         ),
-        Column(
-            "cause",
-            "Cause",
-            lambda e: fmt.words(e.cause),
-            lambda e: e.cause,
-            width=CAUSE_WIDTH,
-            flex=True,
-        ),
+        cause_column(CAUSE_WIDTH),
         Column(
             "place",
             "Place",

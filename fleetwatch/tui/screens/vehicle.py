@@ -16,6 +16,8 @@ from fleetwatch.tui.screens.common import (
     STATE_STYLE,
     STATUS_STYLE,
     View,
+    cause_column,
+    last_seen_column,
     styled,
     styled_as,
 )
@@ -55,14 +57,7 @@ def event_columns(context: RenderContext, *, dated: bool = False) -> list[Column
             fit=True,
         ),
         Column("type", "Event", lambda e: _event_type(e.type), lambda e: e.type, width=5, fit=True),
-        Column(
-            "cause",
-            "Cause",
-            lambda e: fmt.words(e.cause),
-            lambda e: e.cause,
-            width=CAUSE_WIDTH,
-            flex=True,
-        ),
+        cause_column(CAUSE_WIDTH),
         Column(
             "speed",
             "Speed",
@@ -104,16 +99,7 @@ def vehicle_alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
             width=5,
             fit=True,
         ),
-        Column(
-            "last",
-            "Last",
-            lambda a: fmt.age(a.last_seen, now),
-            lambda a: a.last_seen,
-            export=lambda a: a.last_seen.isoformat(),
-            export_label="Last seen (UTC)",
-            width=3,
-            fit=True,
-        ),
+        last_seen_column(now),
     ]
 
 
