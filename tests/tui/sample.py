@@ -16,6 +16,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from fleetwatch.pipeline.rules import (
+    battery_summary,
+    collision_summary,
+    silent_summary,
+    speed_summary,
+)
 from fleetwatch.tui.snapshots import (
     WINDOWS,
     AlertRow,
@@ -209,13 +215,15 @@ def build_dataset(seed: int = 7, vehicles: int = 25, now: datetime = FIXED_NOW) 
 
 
 def _summary(rule: str, rng: random.Random) -> str:
+    """A summary as the rules write it (one draw per number, in the order of the data)."""
     if rule == "speed_violation":
-        return f"{rng.randint(11, 30)} km/h over the limit"
+        return speed_summary(50 + rng.randint(11, 30), 50)
     if rule == "low_battery":
-        return f"battery {rng.randint(5, 19)} %"
+        return battery_summary(rng.randint(5, 19))
     if rule == "collision_risk":
-        return f"ttc {rng.uniform(0.4, 1.9):.1f} s to a {rng.choice(CLASSES[:4])}"
-    return f"no telemetry for {rng.randint(31, 600)} s"
+        ttc_s = rng.uniform(0.4, 1.9)
+        return collision_summary(rng.choice(CLASSES[:4]), ttc_s, ttc_s * 8.0)
+    return silent_summary(rng.randint(31, 600))
 
 
 def _series(
