@@ -68,6 +68,7 @@ far ahead of a lagging partition, or vehicles in that partition look silent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -235,6 +236,14 @@ def alert_from_row(row: Mapping[str, Any]) -> Alert:
 def _number(value: float) -> str:
     """62 -> "62", 19.6 -> "19.6": whole numbers without a decimal, others with one."""
     return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
+
+
+SPEED_SUMMARY: Final = re.compile(r"(?P<speed>\d+(?:\.\d)?) km/h in a (?P<limit>\d+(?:\.\d)?) zone")
+"""The shape of :func:`speed_summary`, for showing a stored summary in other units."""
+COLLISION_SUMMARY: Final = re.compile(
+    r"(?P<object_class>\S+) TTC (?P<ttc>\d+\.\d) s at (?P<distance>\d+) m"
+)
+"""The shape of :func:`collision_summary`, for showing a stored summary in other units."""
 
 
 def speed_summary(speed_kmh: float, limit_kmh: float) -> str:

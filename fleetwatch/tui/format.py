@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, tzinfo
 from typing import Final, Literal
 
+from fleetwatch.pipeline.rules import COLLISION_SUMMARY, SPEED_SUMMARY
+
 Units = Literal["km", "mi"]
 KM_PER_MILE: Final = 1.609344
 
@@ -68,6 +70,23 @@ def closing_speed_value(mps: float, units: Units) -> float:
 
 def closing_speed_unit(units: Units) -> str:
     return "m/s" if units == "km" else "mph"
+
+
+def alert_summary(summary: str, units: Units) -> str:
+    """An alert's summary, which the rules write in metric units, in ``units``: with miles
+    a speed summary reads in mph and a collision summary's distance in feet. Other
+    summaries (battery, silence) have no unit to change and are shown as written."""
+    if units == "km":
+        return summary
+    speeding = SPEED_SUMMARY.fullmatch(summary)
+    if speeding:
+        speed, limit = (float(speeding[name]) / KM_PER_MILE for name in ("speed", "limit"))
+        return f"{speed:.0f} mph in a {limit:.0f} mph zone"
+    collision = COLLISION_SUMMARY.fullmatch(summary)
+    if collision:
+        distance = object_distance(float(collision["distance"]), units)
+        return f"{collision['object_class']} TTC {collision['ttc']} s at {distance}"
+    return summary
 
 
 def per_event(km: float | None, units: Units, what: str = "interventions") -> str:

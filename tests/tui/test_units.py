@@ -1,5 +1,6 @@
-"""Units on the perception view: with miles, objects are feet away and close in at mph,
-on screen and in the export; time to collision stays in seconds."""
+"""Units on the perception and alerts views: with miles, objects are feet away and close
+in at mph, on screen and in the export, and alert summaries read in mph and feet; time to
+collision stays in seconds."""
 
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from fleetwatch.pipeline.rules import (
+    battery_summary,
+    collision_summary,
+    silent_summary,
+    speed_summary,
+)
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp
-from fleetwatch.tui.snapshots import NearMiss
+from fleetwatch.tui.snapshots import AlertRow, NearMiss
 from fleetwatch.tui.widgets.table import SnapshotTable
 from tests.tui.conftest import SIZE, AppFactory, rendered, screen_lines, wait_for
 
@@ -54,6 +61,46 @@ def test_near_misses_in_miles_show_feet_and_mph_and_export_them(make_app: AppFac
         assert float(exported[3]) == pytest.approx(first.distance_m / 0.3048, abs=0.01)
         mph = first.closing_speed_mps * 3600 / 1609.344
         assert float(exported[4]) == pytest.approx(mph, abs=0.01)
+
+    async def main() -> None:
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, rendered(app, "fleet"))
+            await scenario(app, pilot)
+
+    asyncio.run(main())
+
+
+def test_alert_summaries_follow_the_units() -> None:
+    assert fmt.alert_summary(speed_summary(152.3, 50), "km") == "152.3 km/h in a 50 zone"
+    assert fmt.alert_summary(speed_summary(152.3, 50), "mi") == "95 mph in a 31 mph zone"
+    collision = collision_summary("pedestrian", 1.74, 16.2)
+    # The summary holds whole metres (16 m), which read as 52 ft.
+    assert fmt.alert_summary(collision, "mi") == "pedestrian TTC 1.7 s at 52 ft"
+    for unchanged in (battery_summary(18.2), silent_summary(84), "written by hand"):
+        assert fmt.alert_summary(unchanged, "mi") == unchanged
+
+
+def test_alerts_in_miles_show_speeds_in_mph_and_distances_in_feet(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        table = app.query_one("#alerts-table", SnapshotTable)
+        kinds = {"speed_violation": "km/h", "collision_risk": " m"}
+        shown: dict[str, AlertRow] = {}
+        for alert in table.shown_rows:
+            shown.setdefault(alert.rule, alert)
+        assert kinds.keys() <= shown.keys()
+        for rule, unit in kinds.items():
+            assert unit in str(table.get_cell(str(shown[rule].alert_id), "summary"))
+        await pilot.press("u")
+        await pilot.pause()
+        for rule in kinds:
+            alert = shown[rule]
+            cell = str(table.get_cell(str(alert.alert_id), "summary"))
+            assert cell.startswith(fmt.alert_summary(alert.summary, "mi")), cell
+            assert "km/h" not in cell and not cell.endswith(" m"), cell
+        assert " mph zone" in str(table.get_cell(str(shown["speed_violation"].alert_id), "summary"))
 
     async def main() -> None:
         app = make_app()

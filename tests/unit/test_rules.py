@@ -22,13 +22,17 @@ from fleetwatch.model import (
 from fleetwatch.pipeline.rules import (
     ALERT_COLUMNS,
     COLLISION_RISK,
+    COLLISION_SUMMARY,
     LOW_BATTERY,
+    SPEED_SUMMARY,
     SPEED_VIOLATION,
     VEHICLE_SILENT,
     Alert,
     AlertEngine,
     Transition,
     alert_from_row,
+    collision_summary,
+    speed_summary,
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -833,3 +837,26 @@ def test_restored_collision_alert_ignores_older_perception() -> None:
     feed(engine, [Tick(16)])
     _, (transition,) = engine.take_changes()
     assert seconds_of(transition.time) == 16
+
+
+@pytest.mark.parametrize(
+    "speed, limit", [(62.0, 50.0), (152.34, 50.0), (0.0, 30.0), (249.96, 130.0)]
+)
+def test_speed_summaries_have_the_shape_other_units_are_shown_from(
+    speed: float, limit: float
+) -> None:
+    match = SPEED_SUMMARY.fullmatch(speed_summary(speed, limit))
+    assert match is not None
+    assert float(match["speed"]) == pytest.approx(speed, abs=0.05)
+    assert float(match["limit"]) == pytest.approx(limit, abs=0.05)
+
+
+@pytest.mark.parametrize("ttc, distance", [(1.74, 16.2), (0.0, 0.0), (1.99, 199.6)])
+def test_collision_summaries_have_the_shape_other_units_are_shown_from(
+    ttc: float, distance: float
+) -> None:
+    match = COLLISION_SUMMARY.fullmatch(collision_summary("pedestrian", ttc, distance))
+    assert match is not None
+    assert match["object_class"] == "pedestrian"
+    assert float(match["ttc"]) == pytest.approx(ttc, abs=0.05)
+    assert float(match["distance"]) == pytest.approx(distance, abs=0.5)

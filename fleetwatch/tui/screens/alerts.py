@@ -92,7 +92,7 @@ def alert_columns(context: RenderContext, *, dated: bool = False) -> list[Column
             "Summary",
             lambda a: _summary_cell(a, context),
             lambda a: a.summary,
-            export=lambda a: a.summary,
+            export=lambda a: fmt.alert_summary(a.summary, context.units),
             width=21,
             flex=True,
         ),
@@ -109,7 +109,7 @@ def _state_cell(alert: AlertRow, context: RenderContext) -> Text:
 
 
 def _summary_cell(alert: AlertRow, context: RenderContext) -> Text:
-    text = Text(alert.summary)
+    text = Text(fmt.alert_summary(alert.summary, context.units))
     if alert.acknowledged(context.now) and alert.acked_by:
         text.append(f"  ack by {alert.acked_by}", style="dim")
     return text

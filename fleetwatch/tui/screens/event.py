@@ -129,7 +129,7 @@ class EventDetailScreen(ModalScreen[EventChoice | None]):
         else:
             telemetry.update(telemetry_text(detail, units, width))
             perception.update(perception_text(detail, width, units))
-            alerts.update(alerts_text(detail))
+            alerts.update(alerts_text(detail, units))
 
 
 def title(event: DrivingEventRow) -> Text:
@@ -348,7 +348,7 @@ def _object(
     return text
 
 
-def alerts_text(detail: EventDetail) -> Text:
+def alerts_text(detail: EventDetail, units: fmt.Units) -> Text:
     text = Text()
     text.append("Alerts open then", style="bold")
     if not detail.alerts:
@@ -361,5 +361,5 @@ def alerts_text(detail: EventDetail) -> Text:
         text.append_text(styled(alert.state, STATE_STYLE))
         text.append(f" since {fmt.clock(alert.first_seen)}", style="dim")
         if alert.summary:
-            text.append(f"  {alert.summary}")
+            text.append(f"  {fmt.alert_summary(alert.summary, units)}")
     return text
