@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,18 @@ def screen_lines(app: FleetwatchApp) -> list[str]:
         app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
     )
     return console.export_text().splitlines()
+
+
+Scenario = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
+"""What a test does with the running app, once its first view has rendered."""
+
+
+def drive(app: FleetwatchApp, scenario: Scenario, size: tuple[int, int] = SIZE) -> None:
+    """Run ``app`` at ``size``, wait for the fleet view, then play ``scenario``."""
+
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, rendered(app, "fleet"))
+            await scenario(app, pilot)
+
+    asyncio.run(main())

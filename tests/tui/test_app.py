@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -31,19 +30,16 @@ from fleetwatch.tui.snapshots import (
 )
 from fleetwatch.tui.widgets.bars import KpiTile, StatusBar, WindowSelector
 from fleetwatch.tui.widgets.table import SnapshotTable
-from tests.tui.conftest import NARROW, SIZE, AppFactory, quiet_settings, rendered, wait_for
+from tests.tui.conftest import (
+    NARROW,
+    SIZE,
+    AppFactory,
+    drive,
+    quiet_settings,
+    rendered,
+    wait_for,
+)
 from tests.tui.sample import FIXED_NOW, FixedSource, FixedStatus, GatedServices
-
-Scenario = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
-
-
-def drive(app: FleetwatchApp, scenario: Scenario, size: tuple[int, int] = SIZE) -> None:
-    async def main() -> None:
-        async with app.run_test(size=size) as pilot:
-            await wait_for(pilot, rendered(app, "fleet"))
-            await scenario(app, pilot)
-
-    asyncio.run(main())
 
 
 def table(app: FleetwatchApp, view: str) -> SnapshotTable[Any]:

@@ -3,9 +3,7 @@ columns and chart labels stay readable. Assertions are on the screen's text."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -23,6 +21,7 @@ from tests.tui.conftest import (
     NARROW,
     SIZE,
     AppFactory,
+    drive,
     quiet_settings,
     rendered,
     screen_lines,
@@ -30,17 +29,6 @@ from tests.tui.conftest import (
 )
 from tests.tui.event_steps import SHOWN_VEHICLE, open_event
 from tests.tui.sample import FIXED_NOW, FixedSource
-
-Scenario = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
-
-
-def drive(app: FleetwatchApp, scenario: Scenario, size: tuple[int, int] = NARROW) -> None:
-    async def main() -> None:
-        async with app.run_test(size=size) as pilot:
-            await wait_for(pilot, rendered(app, "fleet"))
-            await scenario(app, pilot)
-
-    asyncio.run(main())
 
 
 def footer_line(app: FleetwatchApp) -> str:
@@ -84,7 +72,7 @@ def test_every_view_keeps_help_and_quit_on_an_80_column_footer(make_app: AppFact
         line = await footer_settled(app, pilot)
         assert "l Live" in line and "? Help" in line, line
 
-    drive(make_app(), scenario)
+    drive(make_app(), scenario, size=NARROW)
 
 
 def test_a_wide_footer_shows_every_key_spaced_out(make_app: AppFactory) -> None:
@@ -109,7 +97,7 @@ def test_a_remapped_help_key_stays_on_the_footer_as_remapped(make_app: AppFactor
         footer = app.query_one(KeyFooter)
         assert "help" in footer.shown_ids
 
-    drive(make_app(settings=settings), scenario)
+    drive(make_app(settings=settings), scenario, size=NARROW)
 
 
 def test_the_event_detail_footer_keeps_its_keys_at_80_columns(make_app: AppFactory) -> None:
@@ -119,7 +107,7 @@ def test_the_event_detail_footer_keeps_its_keys_at_80_columns(make_app: AppFacto
         for shown in ("Close", "v Vehicle at this moment", "? Help"):
             assert shown in line, line
 
-    drive(make_app(), scenario)
+    drive(make_app(), scenario, size=NARROW)
 
 
 @pytest.mark.parametrize("room", [25, 40, 70])
@@ -174,7 +162,7 @@ def test_alerts_at_80_columns_show_whole_words_and_the_whole_summary(
             "vehicle_silent",
         }
 
-    drive(make_app(), scenario)
+    drive(make_app(), scenario, size=NARROW)
 
 
 def test_alerts_at_80_columns_keep_the_sorted_column_and_room_for_the_summary(
@@ -202,7 +190,7 @@ def test_alerts_at_80_columns_keep_the_sorted_column_and_room_for_the_summary(
         cell = alerts.get_cell(str(first.alert_id), "first")
         assert re.fullmatch(r"\d\d:\d\d:\d\d", str(cell)), cell
 
-    drive(make_app(), scenario)
+    drive(make_app(), scenario, size=NARROW)
 
 
 def test_an_acknowledged_alert_says_so_in_a_state_column_that_makes_room(
@@ -220,7 +208,7 @@ def test_an_acknowledged_alert_says_so_in_a_state_column_that_makes_room(
         await wait_for(pilot, lambda: "firing ack" in table_lines(app, alerts)[1])
         assert alerts.columns["state"].get_render_width(alerts) == len("firing ack") + 2  # type: ignore[index]
 
-    drive(make_app(), scenario)
+    drive(make_app(), scenario, size=NARROW)
 
 
 def test_times_show_their_date_only_when_a_row_is_not_from_today() -> None:
@@ -358,7 +346,7 @@ def test_event_causes_are_whole_at_80_columns_and_times_drop_todays_date(
             assert line.split()[0] == fmt.clock(row.time)
             assert fmt.words(row.cause) in line and "…" not in line, line
 
-    drive(make_app(LongCauseSource()), scenario)
+    drive(make_app(LongCauseSource()), scenario, size=NARROW)
 
 
 def test_an_event_from_another_day_brings_the_dates_back(make_app: AppFactory) -> None:
@@ -370,7 +358,7 @@ def test_an_event_from_another_day_brings_the_dates_back(make_app: AppFactory) -
         for row, line in zip(events.shown_rows, lines[1:], strict=False):
             assert " ".join(line.split()[:2]) == fmt.stamp(row.time), line
 
-    drive(make_app(LongCauseSource(days_back=1)), scenario)
+    drive(make_app(LongCauseSource(days_back=1)), scenario, size=NARROW)
 
 
 def test_near_misses_from_today_show_clock_times(make_app: AppFactory) -> None:
@@ -384,4 +372,4 @@ def test_near_misses_from_today_show_clock_times(make_app: AppFactory) -> None:
         header, _rows = near.export_rows()
         assert header[0] == "Time (UTC)"
 
-    drive(make_app(), scenario)
+    drive(make_app(), scenario, size=NARROW)

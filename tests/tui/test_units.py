@@ -4,7 +4,6 @@ collision stays in seconds."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 from typing import Any
 
@@ -21,7 +20,7 @@ from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.snapshots import AlertRow, NearMiss
 from fleetwatch.tui.widgets.table import SnapshotTable
-from tests.tui.conftest import SIZE, AppFactory, rendered, screen_lines, wait_for
+from tests.tui.conftest import AppFactory, drive, rendered, screen_lines, wait_for
 
 
 def test_conversions() -> None:
@@ -62,13 +61,7 @@ def test_near_misses_in_miles_show_feet_and_mph_and_export_them(make_app: AppFac
         mph = first.closing_speed_mps * 3600 / 1609.344
         assert float(exported[4]) == pytest.approx(mph, abs=0.01)
 
-    async def main() -> None:
-        app = make_app()
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, rendered(app, "fleet"))
-            await scenario(app, pilot)
-
-    asyncio.run(main())
+    drive(make_app(), scenario)
 
 
 def test_alert_summaries_follow_the_units() -> None:
@@ -102,10 +95,4 @@ def test_alerts_in_miles_show_speeds_in_mph_and_distances_in_feet(make_app: AppF
             assert "km/h" not in cell and not cell.endswith(" m"), cell
         assert " mph zone" in str(table.get_cell(str(shown["speed_violation"].alert_id), "summary"))
 
-    async def main() -> None:
-        app = make_app()
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, rendered(app, "fleet"))
-            await scenario(app, pilot)
-
-    asyncio.run(main())
+    drive(make_app(), scenario)
