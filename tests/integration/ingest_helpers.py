@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -26,6 +25,7 @@ from fleetwatch.model import (
 from fleetwatch.pipeline.ingest import Ingestor, IngestStats
 from fleetwatch.sim import Fleet, backfill
 from fleetwatch.transport.base import Producer
+from tests.polling import wait_until
 
 EVENT_TABLES = ("telemetry", "perception_events", "driving_events")
 TOPIC_OF = {"Telemetry": TELEMETRY_TOPIC, "PerceptionEvent": PERCEPTION_TOPIC}
@@ -102,14 +102,6 @@ def rejects(conn: psycopg.Connection[tuple[object, ...]]) -> list[tuple[str, int
     ).fetchall()
     conn.rollback()
     return [(str(t), int(str(o)), str(r), int(str(s))) for t, o, r, s in rows]
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout_s:.0f} s for {what or condition}")
-        time.sleep(0.05)
 
 
 class Running:

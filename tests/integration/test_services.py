@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,15 +12,11 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from tests.polling import wait_until
+
 PARTITIONS = 6
 PER_PARTITION = 10
 T0 = datetime(2025, 1, 6, 8, 0, tzinfo=timezone.utc)
-
-
-def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {timeout_s:.0f} s for: {what}"
 
 
 # --------------------------------------------------------------------------- TimescaleDB

@@ -8,6 +8,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +29,14 @@ from fleetwatch.tui.runtime import VIEWING, AppServices
 from fleetwatch.tui.screens.modals import DurationModal
 from fleetwatch.tui.snapshots import AlertRow, ViewRequest
 from fleetwatch.tui.source import SourceUnavailable
+from tests import polling
 from tests.tui.conftest import SIZE, quiet_settings, rendered, wait_for
+
+wait_until = partial(polling.wait_until, timeout_s=120.0)
 
 VEHICLES = 6
 # Thresholds that make every vehicle raise a low-battery alert, so there is one to act on.
 EAGER_RULES = RuleSettings(battery_fire_pct=99.0, battery_clear_pct=100.0)
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 120.0) -> None:
-    done = threading.Event()
-    waited = 0.0
-    while not condition():
-        if waited >= timeout_s:
-            raise AssertionError("condition not met in time")
-        done.wait(0.05)
-        waited += 0.05
 
 
 def load_fleet(dsn: str, *, vehicles: int = VEHICLES, minutes: int = 10) -> datetime:

@@ -4,28 +4,20 @@ reported silent, and no event id is stored twice."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 import psycopg
 
 from fleetwatch.config import Settings
 from fleetwatch.sim import VehicleState
 from fleetwatch.tui.runtime import AppServices, resume_point, simulation_start
+from tests import polling
+
+wait_until = partial(polling.wait_until, timeout_s=180.0)
 
 VEHICLES = 5
 BACKFILL_HOURS = 1.0
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 180.0) -> None:
-    pause = threading.Event()
-    waited = 0.0
-    while not condition():
-        if waited >= timeout_s:
-            raise AssertionError("condition not met in time")
-        pause.wait(0.05)
-        waited += 0.05
 
 
 def _count(dsn: str, query: str) -> int:
