@@ -89,13 +89,6 @@ def alert_summary(summary: str, units: Units) -> str:
     return summary
 
 
-def per_event(km: float | None, units: Units, what: str = "interventions") -> str:
-    """``km per intervention`` as shown: "no interventions" rather than infinity."""
-    if km is None:
-        return f"no {what}"
-    return distance(km, units)
-
-
 def age(then: datetime, now: datetime) -> str:
     """Compact age such as ``3s``, ``4m``, ``2h``, ``5d`` (``now`` when in the future)."""
     seconds = int((now - then).total_seconds())

@@ -33,11 +33,6 @@ class KpiTile(Static):
         self._phrases = tuple(p if isinstance(p, Text) else Text(p, style="dim") for p in parts)
         self.refresh()
 
-    @property
-    def caption_lines(self) -> list[str]:
-        """The caption as laid out at the tile's width."""
-        return [line.plain for line in self._caption()]
-
     def render(self) -> Text:
         body = Text()
         body.append(self._label.upper(), style="dim")
