@@ -18,6 +18,8 @@ from fleetwatch.tui.widgets.table import Column, SnapshotTable
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}
 STATE_STYLE = {"firing": "bold red", "pending": "yellow", "resolved": "dim green"}
+EVENT_STYLE = {"intervention": "bold red", "disengagement": "bold yellow"}
+"""Driving event types that matter most for safety; the others are shown plain."""
 STATUS_STYLE = {
     "moving": "green",
     "stopped": "yellow",
@@ -34,6 +36,13 @@ def styled(value: str, styles: dict[str, str]) -> Text:
 def styled_as(value: str, kind: str, styles: dict[str, str]) -> Text:
     """``value`` in the style of ``kind`` (e.g. a rule coloured by its severity)."""
     return Text(value, style=styles.get(kind, ""))
+
+
+def event_type_column() -> Column[DrivingEventRow]:
+    """A driving event's type, interventions and disengagements coloured."""
+    return Column(
+        "type", "Event", lambda e: styled(e.type, EVENT_STYLE), lambda e: e.type, width=5, fit=True
+    )
 
 
 def cause_column(width: int) -> Column[DrivingEventRow]:

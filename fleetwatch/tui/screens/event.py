@@ -21,7 +21,13 @@ from textual.widgets import Static
 
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.messages import RenderContext
-from fleetwatch.tui.screens.common import SEVERITY_STYLE, STATE_STYLE, styled, styled_as
+from fleetwatch.tui.screens.common import (
+    EVENT_STYLE,
+    SEVERITY_STYLE,
+    STATE_STYLE,
+    styled,
+    styled_as,
+)
 from fleetwatch.tui.snapshots import (
     DrivingEventRow,
     EventDetail,
@@ -38,7 +44,6 @@ LABEL = 11
 COLUMN = 6
 """Width of one column of the telemetry table."""
 BLOCKS = " ▁▂▃▄▅▆▇█"
-TYPE_STYLE = {"intervention": "bold red", "disengagement": "bold yellow"}
 
 
 class EventDetailScreen(ModalScreen[EventChoice | None]):
@@ -190,7 +195,7 @@ def fields(
 
 
 def _type_style(kind: str) -> str:
-    return TYPE_STYLE.get(kind, "bold cyan")
+    return EVENT_STYLE.get(kind, "bold cyan")
 
 
 def nearest(

@@ -12,7 +12,7 @@ from textual.containers import Horizontal
 
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.messages import OpenEvent, RenderContext
-from fleetwatch.tui.screens.common import FilterBox, View, cause_column
+from fleetwatch.tui.screens.common import FilterBox, View, cause_column, event_type_column
 from fleetwatch.tui.snapshots import DrivingEventRow, InterventionsView, Snapshot
 from fleetwatch.tui.widgets.barlist import BarItem, BarList
 from fleetwatch.tui.widgets.charts import BarChart, BarData, day_ticks
@@ -42,14 +42,7 @@ def intervention_columns(
         Column(
             "vehicle", "Vehicle", lambda e: e.vehicle_id, lambda e: e.vehicle_id, width=7, fit=True
         ),
-        Column(
-            "type",
-            "Event",
-            lambda e: Text(e.type, style="bold red" if e.type == "intervention" else "bold yellow"),
-            lambda e: e.type,
-            width=5,
-            fit=True,
-        ),
+        event_type_column(),
         cause_column(CAUSE_WIDTH),
         Column(
             "place",

@@ -17,6 +17,7 @@ from fleetwatch.tui.screens.common import (
     STATUS_STYLE,
     View,
     cause_column,
+    event_type_column,
     last_seen_column,
     styled,
     styled_as,
@@ -56,7 +57,7 @@ def event_columns(context: RenderContext, *, dated: bool = False) -> list[Column
             width=8,
             fit=True,
         ),
-        Column("type", "Event", lambda e: _event_type(e.type), lambda e: e.type, width=5, fit=True),
+        event_type_column(),
         cause_column(CAUSE_WIDTH),
         Column(
             "speed",
@@ -69,11 +70,6 @@ def event_columns(context: RenderContext, *, dated: bool = False) -> list[Column
             drop=1,
         ),
     ]
-
-
-def _event_type(kind: str) -> Text:
-    style = {"intervention": "bold red", "disengagement": "bold yellow"}.get(kind, "")
-    return Text(kind, style=style)
 
 
 def vehicle_alert_columns(context: RenderContext) -> list[Column[AlertRow]]:
