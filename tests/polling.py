@@ -1,9 +1,13 @@
-"""Waiting in tests for something that happens on another thread or in another process."""
+"""Waiting in tests for something that happens on another thread, in another process, or
+in the app under test."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
+
+from textual.pilot import Pilot
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "") -> None:
@@ -13,3 +17,16 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 60.0, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {timeout_s:.0f} s for {what or condition}")
         time.sleep(0.05)
+
+
+async def wait_for(
+    pilot: Pilot[Any], condition: Callable[[], bool], timeout_s: float = 10.0
+) -> None:
+    """Let the app under ``pilot`` run until ``condition()`` holds; fail after ``timeout_s``."""
+    loop_time = 0.0
+    while not condition():
+        if loop_time > timeout_s:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.02)
+        loop_time += 0.02
+    await pilot.pause()

@@ -14,6 +14,8 @@ from textual.pilot import Pilot
 
 from fleetwatch.config import Settings, UiSettings
 from fleetwatch.tui.app import FleetwatchApp, create_app
+from fleetwatch.tui.widgets.table import SnapshotTable
+from tests.polling import wait_for as wait_for  # the tests import it from here
 from tests.tui.sample import LOCAL_ZONE, FixedSource, FixedStatus, fixed_clock
 
 SIZE = (120, 36)
@@ -49,17 +51,11 @@ def make_app(tmp_path: Path) -> AppFactory:
     return build
 
 
-async def wait_for(
-    pilot: Pilot[Any], condition: Callable[[], bool], timeout_s: float = 10.0
-) -> None:
-    """Let the app run until ``condition()`` holds; fail after ``timeout_s``."""
-    loop_time = 0.0
-    while not condition():
-        if loop_time > timeout_s:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.02)
-        loop_time += 0.02
-    await pilot.pause()
+def view_table(app: FleetwatchApp, view: str) -> SnapshotTable[Any]:
+    """The main table of ``view``."""
+    found = app.query_one(f"#view-{view}").main_table()  # type: ignore[attr-defined]
+    assert isinstance(found, SnapshotTable)
+    return found
 
 
 def rendered(app: FleetwatchApp, view: str) -> Callable[[], bool]:

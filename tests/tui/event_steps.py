@@ -10,17 +10,7 @@ from textual.pilot import Pilot
 from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.screens.event import EventDetailScreen
 from fleetwatch.tui.widgets.table import SnapshotTable
-
-
-async def _until(pilot: Pilot[Any], condition: Any, timeout_s: float = 10.0) -> None:
-    waited = 0.0
-    while not condition():
-        if waited > timeout_s:
-            raise AssertionError("the app did not reach the expected state")
-        await pilot.pause(0.02)
-        waited += 0.02
-    await pilot.pause()
-
+from tests.polling import wait_for
 
 SHOWN_VEHICLE = "AV-013"
 """Its newest event is a disengagement with an alert open at that moment."""
@@ -32,18 +22,18 @@ async def open_event(
     def focused(table_id: str) -> bool:
         return app.focused is not None and app.focused.id == table_id
 
-    await _until(pilot, lambda: app.last_snapshot is not None and focused("fleet-table"))
+    await wait_for(pilot, lambda: app.last_snapshot is not None and focused("fleet-table"))
     fleet = app.query_one("#fleet-table", SnapshotTable)
     assert fleet.move_to_key(vehicle_id)
     await pilot.press("enter")
-    await _until(
+    await wait_for(
         pilot,
         lambda: app.last_snapshot is not None
         and app.last_snapshot.request.view == "vehicle"
         and focused("vehicle-events"),
     )
     await pilot.press("enter")
-    await _until(
+    await wait_for(
         pilot, lambda: isinstance(app.screen, EventDetailScreen) and app.screen.detail is not None
     )
     await pilot.wait_for_scheduled_animations()

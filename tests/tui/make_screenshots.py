@@ -19,6 +19,7 @@ from textual.widgets import Static
 from fleetwatch.config import Settings, UiSettings
 from fleetwatch.tui.app import FleetwatchApp, create_app
 from fleetwatch.tui.screens.modals import DurationModal, HelpScreen
+from tests.polling import wait_for
 from tests.tui.event_steps import open_event
 from tests.tui.sample import LOCAL_ZONE, FixedSource, FixedStatus, GatedServices, fixed_clock
 
@@ -27,15 +28,6 @@ NARROW = (80, 24)
 ROOT = Path(__file__).resolve().parents[2]
 
 Steps = Callable[[FleetwatchApp, Pilot[Any]], Awaitable[None]]
-
-
-async def _until(pilot: Pilot[Any], condition: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if condition():
-            await pilot.pause()
-            return
-        await pilot.pause(0.02)
-    raise RuntimeError("the app did not reach the expected state")
 
 
 def _shown(app: FleetwatchApp, view: str) -> Callable[[], bool]:
@@ -47,14 +39,14 @@ def _shown(app: FleetwatchApp, view: str) -> Callable[[], bool]:
 
 
 async def _fleet(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
-    await _until(pilot, _shown(app, "fleet"))
+    await wait_for(pilot, _shown(app, "fleet"))
 
 
 def _press(*keys: str, view: str) -> Steps:
     async def steps(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
         await _fleet(app, pilot)
         await pilot.press(*keys)
-        await _until(pilot, _shown(app, view))
+        await wait_for(pilot, _shown(app, view))
 
     return steps
 
@@ -62,13 +54,13 @@ def _press(*keys: str, view: str) -> Steps:
 async def _acknowledge(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
     await _press("3", view="alerts")(app, pilot)
     await pilot.press("a")
-    await _until(pilot, lambda: isinstance(app.screen, DurationModal))
+    await wait_for(pilot, lambda: isinstance(app.screen, DurationModal))
 
 
 async def _help(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
     await _fleet(app, pilot)
     await pilot.press("question_mark")
-    await _until(pilot, lambda: isinstance(app.screen, HelpScreen))
+    await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
 
 
 async def _down(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
@@ -77,12 +69,12 @@ async def _down(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
     assert isinstance(source, FixedSource)
     source.down = True
     app.request_refresh()
-    await _until(pilot, lambda: app.refresh_error is not None)
+    await wait_for(pilot, lambda: app.refresh_error is not None)
 
 
 async def _starting(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
     step = app.query_one("#startup-step", Static)
-    await _until(pilot, lambda: "migrating the schema" in str(step.render()))
+    await wait_for(pilot, lambda: "migrating the schema" in str(step.render()))
 
 
 SHOTS: list[tuple[str, Steps, tuple[int, int]]] = [

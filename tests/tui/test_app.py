@@ -29,7 +29,6 @@ from fleetwatch.tui.snapshots import (
     ViewRequest,
 )
 from fleetwatch.tui.widgets.bars import KpiTile, StatusBar, WindowSelector
-from fleetwatch.tui.widgets.table import SnapshotTable
 from tests.tui.conftest import (
     NARROW,
     SIZE,
@@ -39,13 +38,8 @@ from tests.tui.conftest import (
     rendered,
     wait_for,
 )
+from tests.tui.conftest import view_table as table
 from tests.tui.sample import FIXED_NOW, FixedSource, FixedStatus, GatedServices
-
-
-def table(app: FleetwatchApp, view: str) -> SnapshotTable[Any]:
-    found = app.query_one(f"#view-{view}").main_table()  # type: ignore[attr-defined]
-    assert isinstance(found, SnapshotTable)
-    return found
 
 
 def notice(app: FleetwatchApp, view: str) -> str:

@@ -4,7 +4,6 @@ is down while it reads."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from textual.pilot import Pilot
@@ -16,20 +15,22 @@ from fleetwatch.tui.app import FleetwatchApp, binding_ids
 from fleetwatch.tui.screens.event import EventDetailScreen
 from fleetwatch.tui.screens.modals import HelpScreen
 from fleetwatch.tui.snapshots import DrivingEventRow
-from fleetwatch.tui.widgets.table import SnapshotTable
-from tests.tui.conftest import NARROW, SIZE, AppFactory, quiet_settings, rendered
+from tests.tui.conftest import (
+    NARROW,
+    SIZE,
+    AppFactory,
+    Scenario,
+    drive,
+    quiet_settings,
+    rendered,
+)
+from tests.tui.conftest import view_table as events_table
 from tests.tui.conftest import wait_for as wait_until
 from tests.tui.sample import LOCAL_ZONE, FixedSource, event_detail
 
 
 def text_of(app: FleetwatchApp, widget_id: str) -> str:
     return str(app.screen.query_one(f"#{widget_id}", Static).render())
-
-
-def events_table(app: FleetwatchApp, view: str) -> SnapshotTable[Any]:
-    found = app.query_one(f"#view-{view}").main_table()  # type: ignore[attr-defined]
-    assert isinstance(found, SnapshotTable)
-    return found
 
 
 def footer_keys(app: FleetwatchApp) -> list[tuple[str, str]]:
@@ -54,14 +55,14 @@ async def open_from_vehicle(app: FleetwatchApp, pilot: Pilot[Any]) -> DrivingEve
     return row
 
 
-def run(app: FleetwatchApp, scenario: Any, size: tuple[int, int] = SIZE) -> None:
-    async def main() -> None:
-        async with app.run_test(size=size) as pilot:
-            await wait_until(pilot, rendered(app, "fleet"))
-            await wait_until(pilot, lambda: app.focused is events_table(app, "fleet"))
-            await scenario(app, pilot)
+def run(app: FleetwatchApp, scenario: Scenario, size: tuple[int, int] = SIZE) -> None:
+    """:func:`drive`, once the fleet table has the focus."""
 
-    asyncio.run(main())
+    async def from_the_fleet_table(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await wait_until(pilot, lambda: app.focused is events_table(app, "fleet"))
+        await scenario(app, pilot)
+
+    drive(app, from_the_fleet_table, size)
 
 
 def test_enter_on_a_vehicle_event_shows_every_field_and_its_surroundings(
