@@ -3,12 +3,14 @@ columns and chart labels stay readable. Assertions are on the screen's text."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
 from fleetwatch.tui import format as fmt
@@ -16,7 +18,7 @@ from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.snapshots import DrivingEventRow, Snapshot, ViewRequest
 from fleetwatch.tui.widgets.barlist import bar
 from fleetwatch.tui.widgets.footer import KeyFooter, fit
-from fleetwatch.tui.widgets.table import SnapshotTable
+from fleetwatch.tui.widgets.table import FIT_NARROW_AFTER, Column, SnapshotTable
 from tests.tui.conftest import (
     NARROW,
     SIZE,
@@ -373,3 +375,39 @@ def test_near_misses_from_today_show_clock_times(make_app: AppFactory) -> None:
         assert header[0] == "Time (UTC)"
 
     drive(make_app(), scenario, size=NARROW)
+
+
+def test_a_fit_column_widens_at_once_and_narrows_only_after_several_refreshes() -> None:
+    columns = [
+        Column[str]("name", "Name", lambda s: s, lambda s: s, width=4, fit=True),
+        Column[str]("rest", "Rest", lambda s: "", lambda s: s, width=4, flex=True),
+    ]
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield SnapshotTable(columns, row_key=lambda s: s, sort_column="name")
+
+    def width(table: SnapshotTable[str]) -> int:
+        return table.columns["name"].get_render_width(table)  # type: ignore[index]
+
+    async def scenario() -> None:
+        app = One()
+        async with app.run_test(size=(60, 10)) as pilot:
+            table = app.query_one(SnapshotTable)
+            table.show_rows(["short", "a much longer name"])
+            await pilot.pause()
+            wide = width(table)
+            assert wide == len("a much longer name") + 2
+            for _ in range(FIT_NARROW_AFTER - 1):
+                table.show_rows(["short", "other"])
+                await pilot.pause()
+                assert width(table) == wide
+            table.show_rows(["short", "a much longer name!"])  # wider: at once
+            await pilot.pause()
+            assert width(table) == wide + 1
+            for _ in range(FIT_NARROW_AFTER):
+                table.show_rows(["short", "other"])
+                await pilot.pause()
+            assert width(table) == len("Name ▲") + 2  # the header is now the widest
+
+    asyncio.run(scenario())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
@@ -19,6 +19,10 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
 T = TypeVar("T")
+
+FIT_NARROW_AFTER: Final = 10
+"""Row sets in a row (refreshes, about one a second) a ``fit`` column must measure
+narrower before it narrows."""
 Cell = str | Text
 
 
@@ -43,7 +47,8 @@ class Column(Generic[T]):
     fit: bool = False
     """As wide as its widest cell among the rows given and its header (with the sort
     arrow), but never less than ``width``: a state column needs room for "firing ack" only
-    while an alert is acknowledged, a time column for a date only when one is shown."""
+    while an alert is acknowledged, a time column for a date only when one is shown. It
+    widens at once and narrows only after :data:`FIT_NARROW_AFTER` narrower row sets."""
 
 
 class SnapshotTable(DataTable[Cell], Generic[T]):
@@ -104,9 +109,11 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         self._visible: tuple[Column[T], ...] = self.spec
         self._widths: dict[str, int | None] = {}
         self._fitted: dict[str, int] = {}
+        """The widths of the ``fit`` columns' widest cells (see :meth:`_sticky_fit`)."""
+        self._narrower: dict[str, int] = {}
+        """Per ``fit`` column, how many row sets in a row measured narrower than it is."""
         self._overflows = True
         """Whether the rows overflow the table's height (and need a scrollbar)."""
-        """The widths of the ``fit`` columns' widest cells among the rows given."""
 
     def on_mount(self) -> None:
         self._add_columns()
@@ -172,16 +179,39 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
 
     def show_rows(self, rows: Sequence[T]) -> None:
         self._rows = tuple(rows)
-        fitted = {
-            column.key: max((_cell_width(column.render(row)) for row in self._rows), default=0)
-            for column in self.spec
-            if column.fit
-        }
+        fitted = self._sticky_fit(
+            {
+                column.key: max((_cell_width(column.render(row)) for row in self._rows), default=0)
+                for column in self.spec
+                if column.fit
+            }
+        )
         if fitted != self._fitted or self._rows_overflow() != self._overflows:
             self._fitted = fitted
             if self.is_mounted and self._fit():
                 return  # the columns were rebuilt with the rows
         self._rebuild()
+
+    def _sticky_fit(self, measured: dict[str, int]) -> dict[str, int]:
+        """The ``fit`` columns' widths for ``measured`` (their widest cells now): a column
+        widens at once but narrows only once it has measured narrower for
+        :data:`FIT_NARROW_AFTER` row sets in a row, so a live table's columns do not shift
+        with every refresh that happens to lack its longest value."""
+        fitted = {}
+        for key, width in measured.items():
+            current = self._fitted.get(key)
+            if current is None or width >= current:
+                self._narrower.pop(key, None)
+                fitted[key] = width
+                continue
+            seen = self._narrower.get(key, 0) + 1
+            if seen >= FIT_NARROW_AFTER:
+                self._narrower.pop(key, None)
+                fitted[key] = width
+            else:
+                self._narrower[key] = seen
+                fitted[key] = current
+        return fitted
 
     def _rows_overflow(self) -> bool:
         header = self.header_height if self.show_header else 0
