@@ -59,7 +59,7 @@ from fleetwatch.tui.screens.modals import (
     StartupPanel,
 )
 from fleetwatch.tui.screens.perception import PerceptionPane
-from fleetwatch.tui.screens.vehicle import VehicleDetail
+from fleetwatch.tui.screens.vehicle import VehicleDetail, event_key
 from fleetwatch.tui.snapshots import (
     VIEW_NAMES,
     WINDOW_NAMES,
@@ -616,10 +616,15 @@ class FleetwatchApp(App[int]):
     def on_open_vehicle(self, message: OpenVehicle) -> None:
         self.open_vehicle(message.vehicle_id, message.at)
 
-    def open_vehicle(self, vehicle_id: str, at: datetime | None = None) -> None:
+    def open_vehicle(
+        self, vehicle_id: str, at: datetime | None = None, event: DrivingEventRow | None = None
+    ) -> None:
+        """Show ``vehicle_id`` now or at the moment ``at``, with the cursor on ``event``."""
         self.vehicle_id = vehicle_id
         self._set_vehicle_at(at)
-        self._view("vehicle").vehicle_id = vehicle_id  # type: ignore[attr-defined]
+        view = cast(VehicleDetail, self._view("vehicle"))
+        view.vehicle_id = vehicle_id
+        view.select_event = None if event is None else event_key(event)
         if self.view == "vehicle":
             self.request_refresh()
         else:
@@ -635,7 +640,7 @@ class FleetwatchApp(App[int]):
 
         def closed(choice: EventChoice | None) -> None:
             if choice == "vehicle":
-                self.open_vehicle(event.vehicle_id, event.time)
+                self.open_vehicle(event.vehicle_id, event.time, event)
 
         self._event_seq += 1
         self.push_screen(EventDetailScreen(event, self.context(), self.local_zone), closed)

@@ -14,7 +14,7 @@ from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp, binding_ids
 from fleetwatch.tui.screens.event import EventDetailScreen
 from fleetwatch.tui.screens.modals import HelpScreen
-from fleetwatch.tui.snapshots import DrivingEventRow
+from fleetwatch.tui.snapshots import WINDOWS, DrivingEventRow
 from tests.tui.conftest import (
     NARROW,
     SIZE,
@@ -166,8 +166,21 @@ def test_enter_on_an_intervention_opens_its_detail_and_v_the_vehicle_then(
         await wait_until(pilot, rendered(app, "interventions"))
         events = events_table(app, "interventions")
         await wait_until(pilot, lambda: app.focused is events)
-        # The oldest: far enough back for the vehicle view to show a past moment.
-        row = min(events.shown_rows, key=lambda e: e.time)
+        # An event the vehicle view at its moment shows below a later one of the same
+        # vehicle (the newest comes first), far enough back to be a past moment.
+        rows = events.shown_rows
+        after = WINDOWS[app.window] / 4
+        row = min(
+            (
+                e
+                for e in rows
+                if e.time + after < source.dataset.now
+                and any(
+                    o.vehicle_id == e.vehicle_id and e.time < o.time <= e.time + after for o in rows
+                )
+            ),
+            key=lambda e: e.time,
+        )
         assert events.move_to_key(f"{row.time.isoformat()}/{row.vehicle_id}/{row.type}")
         await pilot.press("enter")
         await wait_until(pilot, lambda: detail_shown(app))
@@ -181,6 +194,17 @@ def test_enter_on_an_intervention_opens_its_detail_and_v_the_vehicle_then(
         assert source.requests[-1].vehicle_at_key is not None
         banner = app.query_one("#vehicle-past", Static)
         assert banner.display and "PAST" in str(banner.render())
+        # The cursor is on the event in the vehicle's events, and stays there.
+        vehicle_events = events_table(app, "vehicle")
+        await wait_until(pilot, lambda: vehicle_events.current_row() == row)
+        assert vehicle_events.cursor_row > 0
+        assert app.focused is vehicle_events
+        first = vehicle_events.cursor_row
+        app.request_refresh()
+        await wait_until(pilot, lambda: len(source.requests) > 1 + len(source.event_requests))
+        await pilot.pause()
+        assert vehicle_events.current_row() == row
+        assert first == vehicle_events.cursor_row
 
     run(make_app(source), scenario)
 

@@ -105,6 +105,8 @@ class VehicleDetail(View):
     def __init__(self, context: RenderContext, *, id: str | None = None) -> None:
         super().__init__(context, id=id)
         self.vehicle_id: str | None = None
+        self.select_event: str | None = None
+        """The key (:func:`event_key`) of an event to put the cursor on once it is shown."""
 
     def compose(self) -> ComposeResult:
         yield from self.compose_notice()
@@ -119,7 +121,7 @@ class VehicleDetail(View):
                 yield Static("Driving events", classes="section-title")
                 yield SnapshotTable(
                     event_columns(self._render_context),
-                    row_key=_event_key,
+                    row_key=event_key,
                     sort_column="time",
                     sort_reverse=True,
                     id="vehicle-events",
@@ -153,6 +155,8 @@ class VehicleDetail(View):
         dated = not fmt.all_today((e.time for e in view.events), context.now)
         events.set_spec(event_columns(context, dated=dated))
         events.show_rows(view.events)
+        if self.select_event is not None and events.move_to_key(self.select_event):
+            self.select_event = None
         alerts = self.query_one("#vehicle-alerts", SnapshotTable)
         alerts.set_spec(vehicle_alert_columns(context))
         alerts.show_rows(view.alerts)
@@ -273,5 +277,6 @@ def _span(view: VehicleView) -> str:
     return f"{start:%m-%d %H:%M} to {end:%m-%d %H:%M}"
 
 
-def _event_key(event: DrivingEventRow) -> str:
+def event_key(event: DrivingEventRow) -> str:
+    """The events table's key of ``event``."""
     return f"{event.time.isoformat()}/{event.vehicle_id}/{event.type}"
