@@ -4,6 +4,7 @@ is down while it reads."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from textual.pilot import Pilot
@@ -14,7 +15,7 @@ from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp, binding_ids
 from fleetwatch.tui.screens.event import EventDetailScreen
 from fleetwatch.tui.screens.modals import HelpScreen
-from fleetwatch.tui.snapshots import WINDOWS, DrivingEventRow
+from fleetwatch.tui.snapshots import WINDOWS, DrivingEventRow, EventDetail
 from tests.tui.conftest import (
     NARROW,
     SIZE,
@@ -272,3 +273,34 @@ def test_at_80x24_every_part_is_on_screen(make_app: AppFactory) -> None:
         assert all(len(line) <= body.content_size.width for line in telemetry)
 
     run(make_app(), scenario, size=NARROW)
+
+
+class GoneSource(FixedSource):
+    """The event was dropped by retention between the listing and its detail."""
+
+    def event_detail(self, event: DrivingEventRow) -> EventDetail:
+        detail = super().event_detail(event)
+        return replace(
+            detail,
+            event=event,
+            found=False,
+            telemetry=(),
+            perception=(),
+            closest=None,
+            lowest_ttc=None,
+            alerts=(),
+        )
+
+
+def test_an_event_no_longer_stored_says_so_and_shows_the_listed_row(
+    make_app: AppFactory,
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        row = await open_from_vehicle(app, pilot)
+        telemetry = text_of(app, "event-telemetry")
+        assert telemetry.startswith("This event is no longer stored"), telemetry
+        assert "none from the vehicle within 30 s" in telemetry
+        assert row.vehicle_id in text_of(app, "event-title")
+        assert fmt.words(row.cause) in text_of(app, "event-fields")
+
+    run(make_app(GoneSource()), scenario)

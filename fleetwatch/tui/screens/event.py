@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta, tzinfo
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -132,9 +132,20 @@ class EventDetailScreen(ModalScreen[EventChoice | None]):
             perception.update("")
             alerts.update("")
         else:
-            telemetry.update(telemetry_text(detail, units, width))
+            surroundings = telemetry_text(detail, units, width)
+            if not detail.found:
+                gone = Text(GONE, style="yellow")
+                gone.append("\n")
+                surroundings = gone.append_text(surroundings)
+            telemetry.update(surroundings)
             perception.update(perception_text(detail, width, units))
             alerts.update(alerts_text(detail, units))
+
+
+GONE: Final = (
+    "This event is no longer stored: raw events are kept for database.retention_days days."
+    " It is shown as it was listed."
+)
 
 
 def title(event: DrivingEventRow) -> Text:
