@@ -729,6 +729,8 @@ class FleetwatchApp(App[int]):
 
     def action_toggle_units(self) -> None:
         self.units = "mi" if self.units == "km" else "km"
+        if isinstance(self.screen, EventDetailScreen):
+            self.screen.show_units(self.units)
         self.query_one(WindowSelector).show(self.window, self.units)
         if self.last_snapshot is not None and not self.paused:
             self._render_snapshot(self.last_snapshot)
@@ -867,7 +869,8 @@ class FleetwatchApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if isinstance(self.screen, ModalScreen) and action not in ("quit", "help"):
-            return False
+            # The event detail shows speeds and distances: its units can be switched.
+            return action == "toggle_units" and isinstance(self.screen, EventDetailScreen)
         if self.start_failure is not None and action not in ("quit", "help", "command_palette"):
             return False  # nothing to show: only quitting and help make sense
         views = VIEW_ACTIONS.get(action)

@@ -125,6 +125,7 @@ def test_enter_on_a_vehicle_event_shows_every_field_and_its_surroundings(
         assert footer_keys(app) == [
             ("esc", "Close"),
             ("v", "Vehicle at this moment"),
+            ("u", "km/mi"),
             ("?", "Help"),
         ]
         # Esc closes the detail and the events table has the keys again.
@@ -153,6 +154,17 @@ def test_speeds_and_distances_follow_the_chosen_units(make_app: AppFactory) -> N
         assert f"closing at {mph} mph" in perception
         assert f"lowest TTC {lowest.ttc_s:.1f} s  " in perception
         assert " m/s" not in perception and " m " not in perception
+        # u switches back to kilometres here too, and the views under it follow.
+        await pilot.press("u")
+        await pilot.pause()
+        assert app.units == "km"
+        assert f"Speed      {fmt.speed(row.speed_kmh, 'km')}" in text_of(app, "event-fields")
+        assert text_of(app, "event-telemetry").splitlines()[1].startswith("speed km/h")
+        perception = text_of(app, "event-perception")
+        assert " m/s" in perception and " ft" not in perception and " mph" not in perception
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, EventDetailScreen))
+        assert "km/h" in str(app.query_one("#vehicle-header", Static).render())
 
     run(make_app(), scenario)
 
@@ -223,7 +235,12 @@ def test_the_detail_keys_have_ids_and_can_be_remapped(make_app: AppFactory) -> N
         assert isinstance(app.screen, HelpScreen)
         listed = [(keys, binding_id) for keys, _label, binding_id in app.screen.rows]
         # The detail's keys first, as remapped; none of the views' keys (they do not work).
-        assert set(listed[:3]) == {("esc", "event.close"), ("g", "event.vehicle"), ("?", "help")}
+        assert set(listed[:4]) == {
+            ("esc", "event.close"),
+            ("g", "event.vehicle"),
+            ("u", "units"),
+            ("?", "help"),
+        }
         assert not {"back", "vehicle.live", "window.cycle"} & {i for _k, i in listed}
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, EventDetailScreen))

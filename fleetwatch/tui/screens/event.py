@@ -9,6 +9,7 @@ show at once; the surroundings arrive from a worker (:meth:`EventDetailScreen.sh
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 from typing import ClassVar, Final, Literal
 
@@ -59,7 +60,11 @@ class EventDetailScreen(ModalScreen[EventChoice | None]):
             id="event.vehicle",
             tooltip="Open the vehicle at the moment of this event",
         ),
-        # The app's own keys are not active over a modal screen: help is offered here.
+        # The app's own keys are not active over a modal screen: units and help are
+        # offered here too, under the app's ids (so remapped alike).
+        Binding(
+            "u", "app.toggle_units", "km/mi", id="units", tooltip="Switch kilometres and miles"
+        ),
         Binding("question_mark", "app.help", "Help", id="help", tooltip="Show every key"),
     ]
 
@@ -107,6 +112,11 @@ class EventDetailScreen(ModalScreen[EventChoice | None]):
 
     def action_open_vehicle(self) -> None:
         self.dismiss("vehicle")
+
+    def show_units(self, units: fmt.Units) -> None:
+        """Redraw in ``units`` (the app's units changed)."""
+        self.context = replace(self.context, units=units)
+        self._draw()
 
     # -- drawing ------------------------------------------------------------------
 
