@@ -594,7 +594,13 @@ class FleetwatchApp(App[int]):
     def action_show_view(self, name: str) -> None:
         if name not in VIEW_NAMES:
             return
-        self.query_one(TabbedContent).active = name
+        # Let go of the focus first: when the focused table is hidden, Textual passes the
+        # focus to the widget before it, the view's open filter box, and focusing that
+        # switches back to its tab. The new view's table takes the focus once shown.
+        tabs = self.query_one(TabbedContent)
+        if tabs.active != name:
+            self.screen.set_focus(None)
+            tabs.active = name
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:

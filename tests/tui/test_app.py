@@ -14,6 +14,7 @@ import pytest
 from rich.text import Text
 from textual.geometry import Region
 from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets import Static
 
 from fleetwatch.tui import format as fmt
@@ -149,6 +150,33 @@ def test_slash_filters_the_table_and_escape_clears_it(make_app: AppFactory) -> N
         await pilot.press("escape")
         await pilot.pause()
         assert len(fleet.shown_rows) == total
+
+    drive(make_app(), scenario)
+
+
+def test_enter_opens_a_vehicle_from_a_filtered_table(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        fleet = table(app, "fleet")
+        await pilot.press("slash", *"AV-00", "enter")
+        await pilot.pause()
+        assert app.focused is fleet
+        chosen = fleet.current_row()
+        assert chosen is not None
+        focused: list[Widget | None] = []
+
+        def record(widget: Widget | None) -> None:
+            focused.append(widget)
+
+        app.screen.watch(app.screen, "focused", record, init=False)
+        await pilot.press("enter")
+        # Hiding the fleet used to hand the focus to its open filter box, which took the
+        # app back to the fleet a moment later.
+        for _ in range(10):
+            await pilot.pause(0.05)
+            assert app.view == "vehicle"
+        assert app.vehicle_id == chosen.vehicle_id
+        assert app.query_one("#fleet-filter") not in focused
+        assert app.focused is table(app, "vehicle")
 
     drive(make_app(), scenario)
 
