@@ -17,6 +17,7 @@ from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.snapshots import DrivingEventRow, Snapshot, ViewRequest
 from fleetwatch.tui.widgets.barlist import bar
+from fleetwatch.tui.widgets.bars import StatusBar
 from fleetwatch.tui.widgets.footer import KeyFooter, fit
 from fleetwatch.tui.widgets.table import FIT_NARROW_AFTER, Column, SnapshotTable
 from tests.tui.conftest import (
@@ -411,3 +412,25 @@ def test_a_fit_column_widens_at_once_and_narrows_only_after_several_refreshes() 
             assert width(table) == len("Name ▲") + 2  # the header is now the widest
 
     asyncio.run(scenario())
+
+
+def test_the_status_bar_always_shows_the_time_of_the_data(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        bar = app.query_one(StatusBar)
+        await wait_for(pilot, lambda: app.last_snapshot is not None)
+        await pilot.pause()
+        clock = fmt.clock(app.last_snapshot.taken_at)  # type: ignore[union-attr]
+        wide = app.size.width > 80
+        line = screen_lines(app)[bar.region.y].rstrip()
+        assert line.endswith(f"refreshed {clock}" if wide else f"  {clock}"), line
+        assert ("ingest 1.3k/s" in line) is wide and "1.3k/s" in line, line
+        assert "broker in-process" in line and "lag 0" in line and "rejects 0" in line, line
+        # Paused, the line is longer still: the time stays, a zero lag and rejects give way.
+        await pilot.press("space")
+        await pilot.pause()
+        line = screen_lines(app)[bar.region.y].rstrip()
+        assert "PAUSED" in line and line.endswith(clock), line
+        assert ("rejects 0" in line) is wide and ("lag 0" in line) is wide, line
+
+    for size in (NARROW, SIZE):
+        drive(make_app(), scenario, size=size)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 
 from rich.text import Text
 from textual import events
@@ -100,7 +101,15 @@ class WindowSelector(Static):
 
 
 class StatusBar(Static):
-    """Mode, database and broker state, ingest rate, lag, rejects and last refresh."""
+    """Mode, database and broker state, ingest rate, lag, rejects and last refresh.
+
+    When the line is wider than the bar (80 columns), the ingest rate and the refresh time
+    go without their labels (``43/s``, ``00:05:12``), and if need be a zero lag or count of
+    rejects is left out, so the time of the data is always on screen."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._line: Callable[..., Text] | None = None
 
     def show(
         self,
@@ -111,38 +120,76 @@ class StatusBar(Static):
         refresh_error: str | None,
         start_failed: bool = False,
     ) -> None:
-        text = Text()
-        if paused:
-            text.append(" PAUSED ", style="bold black on yellow")
-            text.append(" ")
-        if status is None and start_failed:
-            text.append("start-up failed", style="bold red")
-        elif status is None:
-            text.append("starting…", style="dim")
-        else:
-            text.append(status.mode, style="bold")
-            _field(text, "db", _state(status.database, status.database_detail))
-            _field(text, "broker", _state(status.broker, status.broker_detail))
-            if status.ingest_rate_per_s is not None:
-                _field(text, "ingest", Text(fmt.rate(status.ingest_rate_per_s)))
-            if status.consumer_lag is not None:
-                _field(text, "lag", Text(fmt.count(status.consumer_lag)))
-            if status.rejects is not None:
-                style = "bold red" if status.rejects else ""
-                _field(text, "rejects", Text(fmt.count(status.rejects), style=style))
-            if status.backfill_pct is not None:
-                _field(text, "backfilling", Text(f"{status.backfill_pct:.0f} %", style="bold"))
-        if refresh_error:
-            text.append("  ")
-            text.append(refresh_error, style="bold red")
-        _field(text, "refreshed", Text(fmt.clock(last_refresh) if last_refresh else "-"))
-        self.update(text)
+        self._line = partial(
+            status_line,
+            status,
+            paused=paused,
+            last_refresh=last_refresh,
+            refresh_error=refresh_error,
+            start_failed=start_failed,
+        )
+        self._draw()
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        if self._line is None:
+            return
+        room = self.content_size.width
+        line = self._line()
+        for compact in (1, 2):
+            if not room or line.cell_len <= room:
+                break
+            line = self._line(compact=compact)
+        self.update(line)
+
+
+def status_line(
+    status: ServiceStatus | None,
+    *,
+    paused: bool,
+    last_refresh: datetime | None,
+    refresh_error: str | None,
+    start_failed: bool = False,
+    compact: int = 0,
+) -> Text:
+    """The status bar's line; ``compact`` 1 leaves out the labels of the rate and the time,
+    2 also a lag or a count of rejects that is zero."""
+    text = Text()
+    if paused:
+        text.append(" PAUSED ", style="bold black on yellow")
+        text.append(" ")
+    if status is None and start_failed:
+        text.append("start-up failed", style="bold red")
+    elif status is None:
+        text.append("starting…", style="dim")
+    else:
+        text.append(status.mode, style="bold")
+        _field(text, "db", _state(status.database, status.database_detail))
+        _field(text, "broker", _state(status.broker, status.broker_detail))
+        if status.ingest_rate_per_s is not None:
+            _field(text, "" if compact else "ingest", Text(fmt.rate(status.ingest_rate_per_s)))
+        if status.consumer_lag is not None and not (compact > 1 and status.consumer_lag == 0):
+            _field(text, "lag", Text(fmt.count(status.consumer_lag)))
+        if status.rejects is not None and not (compact > 1 and status.rejects == 0):
+            style = "bold red" if status.rejects else ""
+            _field(text, "rejects", Text(fmt.count(status.rejects), style=style))
+        if status.backfill_pct is not None:
+            _field(text, "backfilling", Text(f"{status.backfill_pct:.0f} %", style="bold"))
+    if refresh_error:
+        text.append("  ")
+        text.append(refresh_error, style="bold red")
+    clock = Text(fmt.clock(last_refresh) if last_refresh else "-")
+    _field(text, "" if compact else "refreshed", clock)
+    return text
 
 
 def _field(text: Text, label: str, value: Text) -> None:
     text.append("  ")
-    text.append(label, style="dim")
-    text.append(" ")
+    if label:
+        text.append(label, style="dim")
+        text.append(" ")
     text.append_text(value)
 
 
