@@ -1,10 +1,10 @@
-"""Clean stops for the headless commands: the first SIGINT/SIGTERM asks to stop."""
+"""Clean stops on signals: a signal asks the running command to stop instead of killing it."""
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -23,11 +23,11 @@ class Stopper:
 
 
 @contextmanager
-def stop_on_signals(stopper: Stopper) -> Iterator[None]:
-    """Route SIGINT and SIGTERM to ``stopper`` while the block runs."""
-    previous = {
-        signum: signal.signal(signum, stopper.handle) for signum in (signal.SIGINT, signal.SIGTERM)
-    }
+def stop_on_signals(
+    stopper: Stopper, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)
+) -> Iterator[None]:
+    """Route ``signals`` (SIGINT and SIGTERM unless told) to ``stopper`` while the block runs."""
+    previous = {signum: signal.signal(signum, stopper.handle) for signum in signals}
     try:
         yield
     finally:

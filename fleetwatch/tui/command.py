@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from fleetwatch.cli import add_connection_flags
 from fleetwatch.config import Settings, log_dir
+from fleetwatch.signals import Stopper, stop_on_signals
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +79,51 @@ def no_producer(settings: Settings) -> bool:
     )
 
 
+def discard_output() -> None:
+    """Point stdout and stderr at /dev/null: once the terminal has hung up, writing to it
+    fails (EIO), and that must not stop the shutdown."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):  # stdout, stderr: Textual draws on stderr
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def quit_app(app: App[Any]) -> None:
+    """Ask ``app`` to quit as ``q`` does, from a signal handler: the handler runs between two
+    steps of the app's event loop, so the request is queued on that loop, which it wakes.
+    An app not running yet returns at once when it is run."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        app.exit()
+    else:
+        loop.call_soon_threadsafe(app.exit)
+
+
+class QuitOnSignal(Stopper):
+    """Quits the app as ``q`` does on SIGHUP (its terminal went away) and SIGTERM, so that
+    what it started is stopped. A signal that comes before the app is built (the database
+    is starting by then) quits it as soon as it is attached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.app: App[Any] | None = None
+        self.signum: int | None = None
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        super().handle(signum, frame)
+        self.signum = signum
+        if signum == signal.SIGHUP:
+            discard_output()
+        if self.app is not None:
+            quit_app(self.app)
+
+    def attach(self, app: App[Any]) -> None:
+        self.app = app
+        if self.event.is_set():
+            quit_app(app)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from fleetwatch.tui.runtime import AppServices, EarlyStart
 
@@ -79,18 +135,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     log_path = setup_logging()
-    services = AppServices(settings)
-    # The database starts while Textual is imported and the screens are built.
-    starting = EarlyStart(services)
-    # Textual is imported here so other commands never load it.
-    from fleetwatch.tui.app import create_app
+    stopper = QuitOnSignal()
+    with stop_on_signals(stopper, (signal.SIGHUP, signal.SIGTERM)):
+        services = AppServices(settings)
+        # The database starts while Textual is imported and the screens are built.
+        starting = EarlyStart(services)
+        # Textual is imported here so other commands never load it.
+        from fleetwatch.tui.app import create_app
 
-    app = create_app(settings, services=starting)
-    try:
-        app.run()
-    finally:
-        print("fleetwatch: stopping…", file=sys.stderr, flush=True)
-        starting.stop()
+        app = create_app(settings, services=starting)
+        stopper.attach(app)
+        try:
+            app.run()
+        finally:
+            if stopper.signum is not None:
+                log.info("quit on %s", signal.Signals(stopper.signum).name)
+            print("fleetwatch: stopping…", file=sys.stderr, flush=True)
+            starting.stop()
     if app.start_failure is not None:
         print(f"fleetwatch: {app.start_failure}", file=sys.stderr)
         return 1
