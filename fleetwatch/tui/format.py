@@ -145,11 +145,21 @@ RULE_LABELS: Final = {
     "vehicle_silent": "silent",
 }
 """Alert rules as the screens name them; exports and the settings keep the rule id."""
+SHORT_RULE_LABELS: Final = {
+    "speed_violation": "speeding",
+    "low_battery": "battery",
+    "collision_risk": "collision",
+    "vehicle_silent": "silent",
+}
+"""The same in one word, for a narrow alerts table."""
+SHORT_SEVERITY: Final = {"critical": "crit", "warning": "warn", "info": "info"}
+"""Severities as the open-alerts tile and a narrow alerts table write them."""
 
 
-def rule(rule_id: str) -> str:
-    """An alert rule in words: ``speed_violation`` reads "speeding"."""
-    return RULE_LABELS.get(rule_id) or words(rule_id)
+def rule(rule_id: str, *, short: bool = False) -> str:
+    """An alert rule in words: ``speed_violation`` reads "speeding"; ``short``: in one word
+    (``collision_risk`` reads "collision")."""
+    return (SHORT_RULE_LABELS if short else RULE_LABELS).get(rule_id) or words(rule_id)
 
 
 def words(code: str) -> str:

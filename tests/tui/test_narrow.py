@@ -13,6 +13,7 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
+from fleetwatch.pipeline.rules import collision_summary
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp
 from fleetwatch.tui.snapshots import DrivingEventRow, Snapshot, ViewRequest
@@ -149,15 +150,19 @@ def test_alerts_at_80_columns_show_whole_words_and_the_whole_summary(
         await wait_for(pilot, rendered(app, "alerts"))
         alerts = app.query_one("#alerts-table", SnapshotTable)
         lines = table_lines(app, alerts)
-        assert lines[0].split() == ["State", "Severity", "Rule", "Vehicle", "Last", "Summary"]
+        header = lines[0].split()
+        assert header[:5] == ["State", "Sev", "Rule", "Vehicle", "Last"], header
+        assert header[-1] == "Summary" and "Severity" not in header, header
         for row, line in zip(alerts.shown_rows, lines[1:], strict=False):
-            # Rules read as words; the summary is whole, nothing ends in "…".
-            assert fmt.rule(row.rule) in line and row.summary in line, line
+            # Rules read as a word; the summary is whole, nothing ends in "…".
+            assert fmt.rule(row.rule, short=True) in line and row.summary in line, line
+            assert fmt.SHORT_SEVERITY[row.severity] in line
             assert "…" not in line
-        assert "collision risk" in "\n".join(lines)
-        # The export keeps the rule id and says times are UTC.
+        assert "collision " in "\n".join(lines)
+        # The export keeps the severity and the rule id and says times are UTC.
         header, rows = alerts.export_rows()
         assert "First seen (UTC)" in header
+        assert {r[header.index("Severity")] for r in rows} <= {"critical", "warning", "info"}
         assert {r[header.index("Rule")] for r in rows} <= {
             "speed_violation",
             "low_battery",
@@ -434,3 +439,66 @@ def test_the_status_bar_always_shows_the_time_of_the_data(make_app: AppFactory) 
 
     for size in (NARROW, SIZE):
         drive(make_app(), scenario, size=size)
+
+
+class LongSummarySource(FixedSource):
+    """Every collision alert with the longest summary the rule writes, one acknowledged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        data = self.dataset
+        alerts = []
+        for alert in data.alerts:
+            if alert.rule == "collision_risk":
+                summary = collision_summary("motorcycle", 1.2, 13.4)
+                alert = replace(alert, state="firing", summary=summary)
+            alerts.append(alert)
+        first = next(i for i, a in enumerate(alerts) if a.rule == "collision_risk")
+        alerts[first] = replace(
+            alerts[first], acked_by="tester", ack_until=data.now + timedelta(hours=1)
+        )
+        self.dataset = replace(data, alerts=alerts)
+
+
+@pytest.mark.parametrize("units", ["km", "mi"])
+def test_the_longest_collision_summary_is_whole_at_80_columns_even_acknowledged(
+    make_app: AppFactory, units: str
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        if units == "mi":
+            await pilot.press("u")
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        alerts = app.query_one("#alerts-table", SnapshotTable)
+        lines = table_lines(app, alerts)
+        collisions = [
+            (row, line)
+            for row, line in zip(alerts.shown_rows, lines[1:], strict=False)
+            if row.rule == "collision_risk"
+        ]
+        assert collisions and any(row.acked_by for row, _ in collisions)
+        for row, line in collisions:
+            assert fmt.alert_summary(row.summary, app.units) in line, line
+            assert ("firing ack" in line) is bool(row.acked_by), line
+
+    drive(make_app(LongSummarySource()), scenario, size=NARROW)
+
+
+def test_a_wide_alerts_table_names_severities_and_rules_in_full(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        alerts = app.query_one("#alerts-table", SnapshotTable)
+        lines = table_lines(app, alerts)
+        assert lines[0].split()[:3] == ["State", "Severity", "Rule"]
+        for row, line in zip(alerts.shown_rows, lines[1:], strict=False):
+            assert f"{row.severity} " in line and fmt.rule(row.rule) in line, line
+        # / finds an alert by its severity and rule in full at any width.
+        await pilot.press("slash", *"critical collision")
+        await pilot.pause()
+        assert alerts.shown_rows
+        assert all(
+            a.severity == "critical" and a.rule == "collision_risk" for a in alerts.shown_rows
+        )
+
+    drive(make_app(), scenario, size=SIZE)

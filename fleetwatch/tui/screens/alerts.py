@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -18,6 +18,7 @@ from fleetwatch.tui.screens.common import (
     View,
     last_seen_column,
     styled,
+    styled_as,
 )
 from fleetwatch.tui.snapshots import ALERT_STATES, SEVERITIES, AlertRow, Snapshot
 from fleetwatch.tui.widgets.table import Column, SnapshotTable
@@ -26,11 +27,23 @@ SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 STATE_RANK = {"firing": 0, "pending": 1, "resolved": 2}
 
 
-def alert_columns(context: RenderContext, *, dated: bool = False) -> list[Column[AlertRow]]:
+NARROW_ALERTS: Final = 100
+"""Below this width the alerts table names severities and rules in short (``crit``,
+``collision``), so that a collision summary is whole on 80 columns."""
+
+
+SUMMARY_MIN_NARROW: Final = 28
+"""The summary's least width in a narrow alerts table."""
+
+
+def alert_columns(
+    context: RenderContext, *, dated: bool = False, narrow: bool = False
+) -> list[Column[AlertRow]]:
     """The alerts table. On 80 columns the summary, the most telling column, gets what the
-    others leave: they are as wide as their cells (``fit``), rules read as words, and the
-    first-seen time (without a date when every alert started today) and the count give
-    way unless the table is sorted by them."""
+    others leave: they are as wide as their cells (``fit``), rules read as words (one word
+    each when ``narrow``, as severities then read ``crit``, ``warn``), and the first-seen
+    time (without a date when every alert started today) and the count give way unless
+    the table is sorted by them. Exports keep the full severity and the rule id."""
     now = context.now
     return [
         Column(
@@ -43,16 +56,22 @@ def alert_columns(context: RenderContext, *, dated: bool = False) -> list[Column
         ),
         Column(
             "severity",
-            "Severity",
-            lambda a: styled(a.severity, SEVERITY_STYLE),
+            "Sev" if narrow else "Severity",
+            lambda a: styled_as(
+                fmt.SHORT_SEVERITY.get(a.severity, a.severity) if narrow else a.severity,
+                a.severity,
+                SEVERITY_STYLE,
+            ),
             lambda a: SEVERITY_RANK.get(a.severity, 9),
+            export=lambda a: a.severity,
+            export_label="Severity",
             width=4,
             fit=True,
         ),
         Column(
             "rule",
             "Rule",
-            lambda a: fmt.rule(a.rule),
+            lambda a: fmt.rule(a.rule, short=narrow),
             lambda a: fmt.rule(a.rule),
             export=lambda a: a.rule,
             width=4,
@@ -93,10 +112,19 @@ def alert_columns(context: RenderContext, *, dated: bool = False) -> list[Column
             lambda a: _summary_cell(a, context),
             lambda a: a.summary,
             export=lambda a: fmt.alert_summary(a.summary, context.units),
-            width=21,
+            # Room for the longest collision summary ("motorcycle TTC 1.2 s at 13 m"):
+            # the first-seen time and the count give way to it on 80 columns.
+            width=SUMMARY_MIN_NARROW if narrow else 21,
             flex=True,
         ),
     ]
+
+
+def _search_text(alert: AlertRow) -> str:
+    """What ``/`` matches: every word an alert is shown with, in full."""
+    return " ".join(
+        (alert.state, alert.severity, fmt.rule(alert.rule), alert.vehicle_id, alert.summary)
+    )
 
 
 def _state_cell(alert: AlertRow, context: RenderContext) -> Text:
@@ -151,6 +179,7 @@ class AlertsPane(View):
         yield SnapshotTable(
             alert_columns(self._render_context),
             row_key=lambda a: str(a.alert_id),
+            search_text=_search_text,
             id="alerts-table",
         )
 
@@ -218,7 +247,9 @@ class AlertsPane(View):
         )
         table = self.main_table()
         dated = not fmt.all_today((a.first_seen for a in self._alerts), context.now)
-        table.set_spec(alert_columns(context, dated=dated))
+        # The table spans the screen; it has no size of its own before its first layout.
+        narrow = self.app.size.width < NARROW_ALERTS
+        table.set_spec(alert_columns(context, dated=dated, narrow=narrow))
         table.show_rows(rows)
         if not self._alerts:
             self.set_notice("No alerts in this window.")
