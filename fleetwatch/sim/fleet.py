@@ -12,7 +12,8 @@ What a vehicle does, per tick:
 * **Driving** along a looped route of its city: speed follows the segment's limit
   times a personal pace, slows ahead of lower limits, stops at red lights, crawls
   in stop-and-go jams, and accelerates/brakes within comfortable bounds. A few
-  vehicles (``speeder``) sometimes drive 12-28 km/h over the limit for a while.
+  vehicles (``speeder``) sometimes drive 12-28 km/h over the limit for a while
+  (never on a 25 mph downtown street).
 * **Trips** of a few kilometres (``trip_start``/``trip_end``) with a short dwell
   between them. When the battery runs low the vehicle drives empty to its depot,
   charges (``charging_start``/``charging_end``) and goes back to work.
@@ -51,6 +52,7 @@ from fleetwatch.model import (
 )
 from fleetwatch.sim.roads import (
     CITIES,
+    DOWNTOWN_KMH,
     METRES_PER_DEGREE_LAT,
     ROAD_CLASS_NAMES,
     RoadClass,
@@ -600,7 +602,7 @@ class Vehicle:
             target = (limit_kmh + self.speeding_excess_kmh) / 3.6
         else:
             target = limit_kmh * self.pace / 3.6
-            if self.speeder and limit_kmh >= 50.0 and rng.random() < SPEEDING_START_P:
+            if self.speeder and limit_kmh > DOWNTOWN_KMH and rng.random() < SPEEDING_START_P:
                 self.speeding_s = rng.randrange(30, 240)
                 self.speeding_excess_kmh = rng.uniform(12.0, 28.0)
 

@@ -1,10 +1,12 @@
 """Road networks of the simulated cities: looped routes with per-segment speed limits.
 
 Every city has a depot near its centre and a handful of routes that start and end
-there: a downtown grid loop (30/50 km/h, a traffic light at every block), an arterial
-loop (50/80 km/h, lights at the larger crossings) and one or two loops that leave
-town on a highway (110/130 km/h). The layout is fixed (it depends on nothing but the
-city), so routes are the same in every run; only the fleet's behaviour is seeded.
+there: a downtown grid loop (25/30 mph, a traffic light at every block), an arterial
+loop (30/45 mph, lights at the larger crossings) and one or two loops that leave
+town on a highway (65/70 mph). The cities are American, so their limits are whole
+miles per hour (kept in km/h like every speed). The layout is fixed (it depends on
+nothing but the city), so routes are the same in every run; only the fleet's
+behaviour is seeded. Each city's depot and highway direction keep its routes on land.
 
 Geometry is precomputed once: each :class:`Segment` carries its start point, the
 degrees of latitude/longitude per metre along it, its heading and its length, so a
@@ -21,6 +23,20 @@ from functools import cache
 from typing import Final
 
 METRES_PER_DEGREE_LAT: Final = 111_320.0
+KMH_PER_MPH: Final = 1.609344
+
+
+def _mph(limit: float) -> float:
+    return limit * KMH_PER_MPH
+
+
+DOWNTOWN_KMH: Final = _mph(25)
+CITY_KMH: Final = _mph(30)
+ARTERIAL_KMH: Final = _mph(45)
+HIGHWAY_KMH: Final = _mph(65)
+OPEN_HIGHWAY_KMH: Final = _mph(70)
+SPEED_LIMITS_KMH: Final = (DOWNTOWN_KMH, CITY_KMH, ARTERIAL_KMH, HIGHWAY_KMH, OPEN_HIGHWAY_KMH)
+"""Every limit a simulated road has."""
 
 
 class RoadClass(IntEnum):
@@ -82,10 +98,16 @@ class City:
     lon: float
     grid_rotation_deg: float
     """How far the street grid is turned from north (San Francisco's is not square)."""
+    highway_out_deg: float | None = None
+    """The direction the highway loop leaves town in (None: one of the four, fixed per
+    city); the loop turns clockwise, or counter-clockwise with ``highway_turn`` -1."""
+    highway_turn: int = 1
 
 
 CITIES: Final = (
-    City("San Francisco", "sf", 37.7749, -122.4194, 8.0),
+    # South of the centre, with the highway loop heading south and turning east: the
+    # grid loops reach east and north, so from the Civic Center they ended in the bay.
+    City("San Francisco", "sf", 37.7200, -122.4500, 8.0, highway_out_deg=180.0, highway_turn=-1),
     City("Phoenix", "phx", 33.4484, -112.0740, 0.0),
     City("Austin", "aus", 30.2672, -97.7431, 17.0),
     City("Pittsburgh", "pgh", 40.4406, -79.9959, -12.0),
@@ -108,25 +130,26 @@ def _rectangle(
     ]
 
 
-def _highway_loop(rng: random.Random, direction: float) -> list[Leg]:
-    """Out of town on arterials, round a highway ring, and back the same way."""
+def _highway_loop(rng: random.Random, direction: float, turn: int = 1) -> list[Leg]:
+    """Out of town on arterials, round a highway ring (clockwise, or counter-clockwise
+    with ``turn`` -1), and back the same way."""
     out = direction
-    side = (direction + 90.0) % 360.0
+    side = (direction + 90.0 * turn) % 360.0
     back = (direction + 180.0) % 360.0
-    other = (direction + 270.0) % 360.0
+    other = (direction - 90.0 * turn) % 360.0
     urban = rng.uniform(800, 1400)
     arterial = rng.uniform(1500, 2500)
     ring_long = rng.uniform(8000, 12000)
     ring_short = rng.uniform(4000, 6000)
     return [
-        (out, urban, 200.0, RoadClass.URBAN, 50.0),
-        (out, arterial, 500.0, RoadClass.ARTERIAL, 80.0),
-        (out, ring_long, 2000.0, RoadClass.HIGHWAY, 110.0),
-        (side, ring_short, 2000.0, RoadClass.HIGHWAY, 130.0),
-        (back, ring_long, 2000.0, RoadClass.HIGHWAY, 130.0),
-        (other, ring_short, 2000.0, RoadClass.HIGHWAY, 110.0),
-        (back, arterial, 500.0, RoadClass.ARTERIAL, 80.0),
-        (back, urban, 200.0, RoadClass.URBAN, 50.0),
+        (out, urban, 200.0, RoadClass.URBAN, CITY_KMH),
+        (out, arterial, 500.0, RoadClass.ARTERIAL, ARTERIAL_KMH),
+        (out, ring_long, 2000.0, RoadClass.HIGHWAY, HIGHWAY_KMH),
+        (side, ring_short, 2000.0, RoadClass.HIGHWAY, OPEN_HIGHWAY_KMH),
+        (back, ring_long, 2000.0, RoadClass.HIGHWAY, OPEN_HIGHWAY_KMH),
+        (other, ring_short, 2000.0, RoadClass.HIGHWAY, HIGHWAY_KMH),
+        (back, arterial, 500.0, RoadClass.ARTERIAL, ARTERIAL_KMH),
+        (back, urban, 200.0, RoadClass.URBAN, CITY_KMH),
     ]
 
 
@@ -176,7 +199,7 @@ def _city_routes(city: City) -> tuple[Route, ...]:
                 rng.uniform(900, 1400),
                 rng.uniform(160, 220),
                 RoadClass.URBAN,
-                (30.0, 50.0),
+                (DOWNTOWN_KMH, CITY_KMH),
             ),
         ),
         (
@@ -186,7 +209,7 @@ def _city_routes(city: City) -> tuple[Route, ...]:
                 rng.uniform(1800, 2600),
                 rng.uniform(200, 260),
                 RoadClass.URBAN,
-                (50.0, 50.0),
+                (CITY_KMH, CITY_KMH),
             ),
         ),
         (
@@ -196,10 +219,19 @@ def _city_routes(city: City) -> tuple[Route, ...]:
                 rng.uniform(3000, 4000),
                 rng.uniform(450, 650),
                 RoadClass.ARTERIAL,
-                (80.0, 50.0),
+                (ARTERIAL_KMH, CITY_KMH),
             ),
         ),
-        ("highway", _highway_loop(rng, rng.choice((0.0, 90.0, 180.0, 270.0)))),
+        (
+            "highway",
+            _highway_loop(
+                rng,
+                rng.choice((0.0, 90.0, 180.0, 270.0))
+                if city.highway_out_deg is None
+                else city.highway_out_deg,
+                city.highway_turn,
+            ),
+        ),
     ]
     routes = []
     for kind, legs in plans:

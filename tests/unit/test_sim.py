@@ -408,10 +408,28 @@ def test_routes_are_closed_loops_with_realistic_limits() -> None:
         end = last.point(last.length_m)
         assert math.isclose(end[0], route.depot[0], abs_tol=1e-6)
         assert math.isclose(end[1], route.depot[1], abs_tol=1e-6)
-        assert {s.limit_kmh for s in route.segments} <= {30.0, 50.0, 80.0, 110.0, 130.0}
         assert 3_000 < route.length_m < 60_000
+    # American cities: whole miles per hour, 25 mph downtown to 70 mph on a highway.
     limits = {s.limit_kmh for r in routes for s in r.segments}
-    assert limits == {30.0, 50.0, 80.0, 110.0, 130.0}
+    assert sorted(round(limit / 1.609344, 6) for limit in limits) == [25, 30, 45, 65, 70]
+
+
+# A box around the land of each city's routes (water lies beyond these edges: the bay and
+# the ocean in San Francisco); every point of every route must fall inside its box.
+LAND: dict[str, tuple[float, float, float, float]] = {
+    "San Francisco": (37.60, 37.80, -122.49, -122.38),
+}
+
+
+def test_san_francisco_routes_stay_on_land() -> None:
+    for route in all_routes():
+        box = LAND.get(route.city)
+        if box is None:
+            continue
+        south, north, west, east = box
+        for seg in route.segments:
+            for lat, lon in (seg.point(0.0), seg.point(seg.length_m)):
+                assert south <= lat <= north and west <= lon <= east, (route.route_id, lat, lon)
 
 
 def test_fast_uuid4_matches_the_standard_constructor() -> None:
