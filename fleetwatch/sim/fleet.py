@@ -135,6 +135,14 @@ HARD_BRAKE_CAUSES: Final = (
     ("yellow_light", 2),
 )
 SUDDEN_CAUSES: Final = frozenset({"unexpected_pedestrian", "cut_in", "cyclist_close"})
+CAUSE_OBJECTS: Final = {
+    "unexpected_pedestrian": ObjectClass.PEDESTRIAN,
+    "cyclist_close": ObjectClass.CYCLIST,
+    "cut_in": ObjectClass.CAR,
+    "double_parked_vehicle": ObjectClass.CAR,
+    "merge_conflict": ObjectClass.CAR,
+}
+"""Intervention causes that are an object: perception sees it when the driver takes over."""
 
 # --- perception, by context: urban, arterial, highway, parked -----------------------
 PARKED: Final = 3
@@ -722,6 +730,14 @@ class Vehicle:
         cause = _pick(_INTERVENTION_TABLES[road], rng.random())
         detail = f"safety driver took over on {ROAD_CLASS_NAMES[road]} road"
         self._event(out, now, DrivingEventType.INTERVENTION, cause, detail, True)
+        seen = CAUSE_OBJECTS.get(cause)
+        if seen is not None:
+            # What the driver took over for, as perception saw it: close and ahead.
+            distance = rng.uniform(6.0, 30.0)
+            closing = max(self.speed_mps, 1.0) * rng.uniform(0.5, 1.0)
+            self._seen(
+                now, out, seen, distance, closing, rng.uniform(-25.0, 25.0), rng.uniform(0.7, 0.98)
+            )
         if cause in SUDDEN_CAUSES and self.speed_mps > 5.0 and rng.random() < 0.5:
             v1 = self._hard_brake(now, out, self.speed_mps, cause)
         self.autopilot = False
@@ -748,7 +764,7 @@ class Vehicle:
             cause = _pick(_HARD_BRAKE_TABLE, rng.random())
         decel = rng.uniform(5.5, 8.5)
         self._event(
-            out, now, DrivingEventType.HARD_BRAKE, cause, f"{decel:.1f} m/s2", self.autopilot
+            out, now, DrivingEventType.HARD_BRAKE, cause, f"{decel:.1f} m/s²", self.autopilot
         )
         v1 = v0 - decel
         return v1 if v1 > 0.0 else 0.0
@@ -850,7 +866,6 @@ class Vehicle:
         low, high = OBJECT_RANGE_M[context]
         spread = CLOSING_SPREAD_MPS[context]
         close_p = CLOSE_APPROACH_P[context] * self.quality
-        vehicle_id = self.vehicle_id
         for _ in range(count):
             object_class = _pick(classes, rng.random())
             if rng.random() < close_p and object_class is not ObjectClass.UNKNOWN:
@@ -878,23 +893,36 @@ class Vehicle:
                     confidence = rng.uniform(0.3, 0.7)
                 else:
                     confidence = 0.99 - 0.45 * rng.random() ** 2
-            out.append(
-                _trusted(
-                    PerceptionEvent,
-                    _PERCEPTION_FIELDS,
-                    {
-                        "schema_version": 1,
-                        "event_id": _uuid4(rng.getrandbits(128)),
-                        "time": now,
-                        "vehicle_id": vehicle_id,
-                        "object_class": object_class,
-                        "distance_m": int(distance * 100.0 + 0.5) / 100.0,
-                        "closing_speed_mps": int(closing * 100.0) / 100.0,
-                        "bearing_deg": int(bearing * 10.0) / 10.0,
-                        "confidence": int(confidence * 1000.0 + 0.5) / 1000.0,
-                    },
-                )
+            self._seen(now, out, object_class, distance, closing, bearing, confidence)
+
+    def _seen(
+        self,
+        now: datetime,
+        out: list[Message],
+        object_class: ObjectClass,
+        distance: float,
+        closing: float,
+        bearing: float,
+        confidence: float,
+    ) -> None:
+        """One perception event: an object at ``distance`` m closing at ``closing`` m/s."""
+        out.append(
+            _trusted(
+                PerceptionEvent,
+                _PERCEPTION_FIELDS,
+                {
+                    "schema_version": 1,
+                    "event_id": _uuid4(self.rng.getrandbits(128)),
+                    "time": now,
+                    "vehicle_id": self.vehicle_id,
+                    "object_class": object_class,
+                    "distance_m": int(distance * 100.0 + 0.5) / 100.0,
+                    "closing_speed_mps": int(closing * 100.0) / 100.0,
+                    "bearing_deg": int(bearing * 10.0) / 10.0,
+                    "confidence": int(confidence * 1000.0 + 0.5) / 1000.0,
+                },
             )
+        )
 
 
 class Fleet:

@@ -22,7 +22,7 @@ from fleetwatch.model import (
     encode,
 )
 from fleetwatch.sim import TICK, Fleet, backfill
-from fleetwatch.sim.fleet import DRIVING, _trusted, _uuid4
+from fleetwatch.sim.fleet import CAUSE_OBJECTS, DRIVING, _trusted, _uuid4
 from fleetwatch.sim.roads import all_routes, distance_to_route_m
 
 START = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
@@ -441,3 +441,20 @@ def test_fast_uuid4_matches_the_standard_constructor() -> None:
         assert str(fast) == str(standard)
         assert fast.version == 4 and fast.variant == uuid.RFC_4122
         assert hash(fast) == hash(standard)
+
+
+def test_an_intervention_for_an_object_comes_with_perception_of_it() -> None:
+    fleet = Fleet(60, seed=5, start=START)
+    seen: set[tuple[str, datetime, ObjectClass]] = set()
+    interventions: list[DrivingEvent] = []
+    for tick in backfill(fleet, timedelta(hours=2)):
+        for m in tick:
+            if isinstance(m, PerceptionEvent):
+                seen.add((m.vehicle_id, m.time, m.object_class))
+            elif isinstance(m, DrivingEvent) and m.type is DrivingEventType.INTERVENTION:
+                interventions.append(m)
+    about_objects = [e for e in interventions if e.cause in CAUSE_OBJECTS]
+    assert len(about_objects) >= 5, len(interventions)
+    for event in about_objects:
+        assert event.cause is not None
+        assert (event.vehicle_id, event.time, CAUSE_OBJECTS[event.cause]) in seen, event
