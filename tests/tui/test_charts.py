@@ -18,6 +18,21 @@ def test_count_ticks_are_whole_numbers() -> None:
 def test_a_day_axis_carries_the_date() -> None:
     end = datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc)
     _positions, labels = TimeAxis(end - timedelta(hours=24), end).ticks()
-    assert labels[0] == "11-26 14:30" and labels[-1] == "11-27 14:30"
+    assert labels == ["11-26 18:00", "11-27 00:00", "11-27 06:00", "11-27 12:00"]
     _positions, labels = TimeAxis(end - timedelta(hours=1), end).ticks()
-    assert labels[-1] == "14:30"
+    assert labels == ["13:30", "14:00", "14:30"]
+
+
+def test_time_ticks_fall_on_round_times_within_the_axis() -> None:
+    end = datetime(2026, 11, 27, 0, 7, 41, tzinfo=timezone.utc)
+    for span, expected in (
+        (timedelta(minutes=15), ["23:55", "00:00", "00:05"]),
+        (timedelta(hours=1), ["23:15", "23:30", "23:45", "00:00"]),
+        (timedelta(hours=6), ["20:00", "22:00", "00:00"]),
+        (timedelta(days=7), ["11-21", "11-23", "11-25", "11-27"]),
+    ):
+        axis = TimeAxis(end - span, end)
+        positions, labels = axis.ticks()
+        assert labels == expected, (span, labels)
+        assert len(positions) <= 4
+        assert all(axis.x(axis.start) <= p <= 0 for p in positions)

@@ -102,7 +102,7 @@ def test_enter_on_a_vehicle_event_shows_every_field_and_its_surroundings(
         assert speeds[:2] == ["speed", "km/h"]
         assert speeds[2 + offsets.index("0s")] == f"{at_event.speed_kmh:.0f}"
         assert telemetry[3].split()[1 + offsets.index("0s")] == "off"
-        assert telemetry[5].startswith("each second")
+        assert telemetry[5].startswith("per second ")
 
         perception = text_of(app, "event-perception")
         total = sum(c.count for c in expected.perception)

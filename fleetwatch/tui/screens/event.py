@@ -287,7 +287,7 @@ def speed_line(detail: EventDetail, room: int) -> Text:
     seconds = min(2 * span_s + 1, max(room, 1))
     first = -(seconds // 2)
     top = max(max(p.speed_kmh for p in points), max(p.speed_limit_kmh for p in points), 1.0)
-    text = Text(f"{'each second':<{LABEL}}", style="dim")
+    text = Text(f"{'per second':<{LABEL}}", style="dim")
     for index in range(seconds):
         offset = first + index
         point = nearest(points, event.time + timedelta(seconds=offset), 0.5)

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
@@ -40,14 +40,26 @@ class TimeAxis:
         return (moment - self.end).total_seconds() / 60.0
 
     def ticks(self, count: int = 4) -> tuple[list[float], list[str]]:
-        span = (self.end - self.start).total_seconds() / 60.0
-        positions = [-span + span * i / (count - 1) for i in range(count)]
-        labels = []
-        for minutes in positions:
-            moment = self.end.timestamp() + minutes * 60
+        """At most ``count`` ticks at round times (every 5 or 15 minutes, every 2 or 6
+        hours...) within the axis, labelled as :func:`time_label` says."""
+        start, end = self.start.timestamp(), self.end.timestamp()
+        for step_min in TICK_STEPS_MIN:
+            step = step_min * 60.0
+            first = math.ceil(start / step) * step
+            if (end - first) // step + 1 <= count:
+                break
+        positions, labels = [], []
+        moment = first
+        while moment <= end:
             when = datetime.fromtimestamp(moment, tz=self.end.tzinfo)
+            positions.append(self.x(when))
             labels.append(time_label(when, self.end - self.start))
+            moment += step
         return positions, labels
+
+
+TICK_STEPS_MIN: Final = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080)
+"""The steps between time-axis ticks, in minutes: whole clock times, UTC days."""
 
 
 def time_label(moment: datetime, span: timedelta) -> str:
