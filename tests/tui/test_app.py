@@ -181,6 +181,21 @@ def test_enter_opens_a_vehicle_from_a_filtered_table(make_app: AppFactory) -> No
     drive(make_app(), scenario)
 
 
+def test_home_and_end_go_to_the_first_and_last_row(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        fleet = table(app, "fleet")
+        await pilot.press("end")
+        await pilot.pause()
+        assert fleet.current_row() == fleet.shown_rows[-1]
+        await pilot.press("home")
+        await pilot.pause()
+        assert fleet.current_row() == fleet.shown_rows[0]
+        listed = {binding_id for _keys, _label, binding_id in app.help_rows()}
+        assert {"table.first", "table.last"} <= listed
+
+    drive(make_app(), scenario, size=(120, 20))
+
+
 def test_alert_filters_by_state_severity_and_rule(make_app: AppFactory) -> None:
     async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
         await pilot.press("3")

@@ -64,6 +64,10 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
             id="table.reverse",
             tooltip="Reverse the sort order",
         ),
+        # The rows are what moves here: Home and End go to the first and last row (the
+        # table's own keys scroll to the first and last column).
+        Binding("home", "scroll_top", "First row", show=False, id="table.first"),
+        Binding("end", "scroll_bottom", "Last row", show=False, id="table.last"),
     ]
 
     class RowChosen(Message):
