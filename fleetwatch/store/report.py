@@ -46,7 +46,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import psycopg
 
@@ -54,7 +54,7 @@ from fleetwatch.cli import CliError
 from fleetwatch.config import Settings
 from fleetwatch.store import queries
 from fleetwatch.store.db import DatabaseUnavailable, connect
-from fleetwatch.store.embedded import EmbeddedError, database_dsn
+from fleetwatch.store.embedded import EmbeddedError, EmbeddedPostgres, database_dsn
 from fleetwatch.store.queries import FleetKpis, Units, VehicleRow, Window
 
 
@@ -94,6 +94,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+NO_EMBEDDED_DATA: Final = (
+    "there is no fleet data yet: the built-in database fills when 'fleetwatch' runs;"
+    " give --db DSN to report on a server"
+)
+
+
 def _parse_at(text: str | None) -> datetime:
     if text is None:
         return datetime.now(timezone.utc)
@@ -116,11 +122,15 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None)
     except queries.WindowError as error:
         raise CliError(str(error)) from None
     dsn = settings.database.dsn.get_secret_value() if settings.database.dsn else None
+    if dsn is None and not EmbeddedPostgres(settings.database.data_dir).initialized():
+        raise CliError(NO_EMBEDDED_DATA)
     try:
         with database_dsn(dsn, settings.database.data_dir) as target, connect(target) as conn:
             if not _has_schema(conn):
                 raise CliError(
-                    "the database has no fleetwatch schema yet; run 'fleetwatch db migrate'"
+                    NO_EMBEDDED_DATA
+                    if dsn is None
+                    else "the database has no fleetwatch schema yet; run 'fleetwatch db migrate'"
                 )
             kpis, rows = collect(conn, window, args.vehicle, settings)
     except (DatabaseUnavailable, EmbeddedError) as error:
