@@ -502,3 +502,43 @@ def test_a_wide_alerts_table_names_severities_and_rules_in_full(make_app: AppFac
         )
 
     drive(make_app(), scenario, size=SIZE)
+
+
+class LongHeaderSource(FixedSource):
+    """The first vehicle with the longest header values: fast, full, far travelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        data = self.dataset
+        first = replace(
+            data.vehicles[0],
+            status="moving",
+            speed_kmh=133.0,
+            speed_limit_kmh=112.7,
+            battery_pct=100.0,
+            range_km=412.0,
+            autopilot=False,
+            city="San Francisco",
+            lat=37.7212,
+            lon=-122.4512,
+            odometer_km=148_374.0,
+            last_seen=data.now - timedelta(minutes=59),
+        )
+        self.dataset = replace(data, vehicles=[first, *data.vehicles[1:]])
+
+
+@pytest.mark.parametrize("size", [NARROW, SIZE])
+def test_the_vehicle_header_keeps_to_two_lines(make_app: AppFactory, size: tuple[int, int]) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("enter")
+        await wait_for(pilot, rendered(app, "vehicle"))
+        lines = widget_lines(app, "#vehicle-header")
+        assert len(lines) == 2, lines
+        assert "133 km/h (limit 113 km/h)" in lines[0] and "battery 100 %" in lines[0]
+        assert lines[1].rstrip().endswith("odometer 148,374 km  last seen 59m"), lines
+        wide = size[0] > 100
+        if wide:
+            assert "(412 km range)" in lines[0], lines
+        assert ("37.7212, -122.4512" in lines[1]) is wide, lines
+
+    drive(make_app(LongHeaderSource()), scenario, size=size)

@@ -194,32 +194,44 @@ class VehicleDetail(View):
             header.update("")
             return
         units = context.units
-        text = Text()
-        text.append(f" {vehicle.vehicle_id} ", style="bold reverse")
-        text.append("  ")
+        first = Text()
+        first.append(f" {vehicle.vehicle_id} ", style="bold reverse")
+        first.append("  ")
         if past:
-            text.append("now ", style="dim")
+            first.append("now ", style="dim")
         loading = vehicle.status == "silent" and context.loading_pct is not None
-        text.append_text(styled("loading" if loading else vehicle.status, STATUS_STYLE))
-        text.append("  speed ", style="dim")
+        first.append_text(styled("loading" if loading else vehicle.status, STATUS_STYLE))
+        first.append("  speed ", style="dim")
         over = vehicle.speed_kmh > vehicle.speed_limit_kmh + 0.5
-        text.append(fmt.speed(vehicle.speed_kmh, units), style="bold red" if over else "bold")
-        text.append(f" (limit {fmt.speed(vehicle.speed_limit_kmh, units)})", style="dim")
-        text.append("  battery ", style="dim")
-        text.append(f"{vehicle.battery_pct:.0f} %", style="bold")
-        text.append(f" ({fmt.distance(vehicle.range_km, units, digits=0)} range)", style="dim")
-        text.append("\n ")
-        text.append("autopilot ", style="dim")
-        text.append(
+        first.append(fmt.speed(vehicle.speed_kmh, units), style="bold red" if over else "bold")
+        first.append(f" (limit {fmt.speed(vehicle.speed_limit_kmh, units)})", style="dim")
+        first.append("  battery ", style="dim")
+        first.append(f"{vehicle.battery_pct:.0f} %", style="bold")
+        range_text = Text(
+            f" ({fmt.distance(vehicle.range_km, units, digits=0)} range)", style="dim"
+        )
+        second = Text(" ")
+        second.append("autopilot ", style="dim")
+        second.append(
             "on" if vehicle.autopilot else "off", style="green" if vehicle.autopilot else "yellow"
         )
-        text.append("  ")
-        text.append(vehicle.city or "-")
-        text.append(f"  {vehicle.lat:.4f}, {vehicle.lon:.4f}", style="dim")
-        text.append("  odometer ", style="dim")
-        text.append(fmt.distance(vehicle.odometer_km, units, digits=0))
-        text.append("  last seen ", style="dim")
-        text.append(fmt.age(vehicle.last_seen, context.now))
+        second.append("  ")
+        second.append(vehicle.city or "-")
+        position = Text(f"  {vehicle.lat:.4f}, {vehicle.lon:.4f}", style="dim")
+        rest = Text("  odometer ", style="dim")
+        rest.append(fmt.distance(vehicle.odometer_km, units, digits=0))
+        rest.append("  last seen ", style="dim")
+        rest.append(fmt.age(vehicle.last_seen, context.now))
+        # On a narrow terminal the range and the position give way rather than wrap.
+        room = header.content_size.width or self.app.size.width
+        if first.cell_len + range_text.cell_len <= room:
+            first.append_text(range_text)
+        if second.cell_len + position.cell_len + rest.cell_len <= room:
+            second.append_text(position)
+        second.append_text(rest)
+        text = first
+        text.append("\n")
+        text.append_text(second)
         header.update(text)
 
     def _show_charts(self, view: VehicleView, context: RenderContext) -> None:
