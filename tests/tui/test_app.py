@@ -30,6 +30,7 @@ from fleetwatch.tui.snapshots import (
     ViewRequest,
 )
 from fleetwatch.tui.widgets.bars import KpiTile, StatusBar, WindowSelector
+from fleetwatch.tui.widgets.charts import LineChart, LineData
 from tests.tui.conftest import (
     NARROW,
     SIZE,
@@ -194,6 +195,25 @@ def test_home_and_end_go_to_the_first_and_last_row(make_app: AppFactory) -> None
         assert {"table.first", "table.last"} <= listed
 
     drive(make_app(), scenario, size=(120, 20))
+
+
+def test_the_speed_chart_marks_the_vehicles_interventions_and_disengagements(
+    make_app: AppFactory,
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        events = [e for e in FixedSource().dataset.events if e.vehicle_id == "AV-003"]
+        assert events
+        assert table(app, "fleet").move_to_key("AV-003")
+        await pilot.press("enter")
+        await wait_for(pilot, rendered(app, "vehicle"))
+        data = app.query_one("#chart-speed", LineChart).data
+        assert isinstance(data, LineData)
+        colors = {"intervention": "red", "disengagement": "orange"}
+        shown = table(app, "vehicle").shown_rows
+        assert sorted(data.marks) == sorted((data.axis.x(e.time), colors[e.type]) for e in shown)
+        assert data.marks and all(data.axis.x(data.axis.start) <= x <= 0 for x, _ in data.marks)
+
+    drive(make_app(), scenario)
 
 
 def test_alert_filters_by_state_severity_and_rule(make_app: AppFactory) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -113,7 +113,7 @@ class VehicleDetail(View):
         yield Static("", id="vehicle-header")
         yield Static("", id="vehicle-past")
         with Horizontal(id="vehicle-charts"):
-            yield LineChart("speed vs limit", id="chart-speed")
+            yield LineChart("speed vs limit, │ events", id="chart-speed")
             yield LineChart("battery %", id="chart-battery")
             yield RouteChart("route", id="chart-route")
         with Horizontal(id="vehicle-lists"):
@@ -248,10 +248,17 @@ class VehicleDetail(View):
             "limit",
             x,
             tuple(fmt.speed_value(p.speed_limit_kmh, units) for p in view.series),
-            "red",
+            "gray+",
+        )
+        # Interventions and disengagements as vertical lines, coloured as in the events
+        # table below: where in the drive they happened.
+        marks = tuple(
+            (axis.x(e.time), EVENT_MARK_COLOR[e.type])
+            for e in view.events
+            if e.type in EVENT_MARK_COLOR
         )
         self.query_one("#chart-speed", LineChart).set_data(
-            LineData(axis, (speed, limit), y_label=fmt.speed_unit(units), y_min=0)
+            LineData(axis, (speed, limit), y_label=fmt.speed_unit(units), y_min=0, marks=marks)
         )
         battery = Series("battery", x, tuple(p.battery_pct for p in view.series), "green")
         self.query_one("#chart-battery", LineChart).set_data(
@@ -287,6 +294,10 @@ def _span(view: VehicleView) -> str:
     if start.date() == end.date():
         return f"{start:%m-%d %H:%M} to {end:%H:%M}"
     return f"{start:%m-%d %H:%M} to {end:%m-%d %H:%M}"
+
+
+EVENT_MARK_COLOR: Final = {"intervention": "red", "disengagement": "orange"}
+"""Chart colours of the events marked on the speed chart (``EVENT_STYLE``'s)."""
 
 
 def event_key(event: DrivingEventRow) -> str:

@@ -111,6 +111,11 @@ class Chart(PlotextPlot):
         self._data = data
         self.refresh()
 
+    @property
+    def data(self) -> Any:
+        """What the chart draws (None before :meth:`set_data`)."""
+        return self._data
+
     def render(self) -> RenderResult:
         # A fresh figure per frame: plotext figures keep state between draws (tick
         # choices among others), which made the same data draw differently.
@@ -137,21 +142,26 @@ class LineData:
     y_label: str = ""
     y_min: float | None = None
     y_max: float | None = None
+    marks: tuple[tuple[float, str], ...] = ()
+    """Vertical lines (x, colour) under the series, such as the vehicle's interventions."""
 
 
 class LineChart(Chart):
-    """Lines over a time window (speed against the limit, battery)."""
+    """Lines over a time window (speed against the limit, battery), with marks."""
 
     def draw(self, data: LineData) -> bool:
         if not any(s.x for s in data.series):
             return False
         plt = self.plt
+        start = data.axis.x(data.axis.start)
+        for x, color in data.marks:
+            if start <= x <= 0:
+                plt.vline(x, color)
         for s in data.series:
             if s.x:
                 plt.plot(list(s.x), list(s.y), label=s.label, color=s.color, marker=s.marker)
         positions, labels = data.axis.ticks()
         plt.xticks(positions, labels)
-        start = data.axis.x(data.axis.start)
         plt.xlim(start, 0)
         if data.y_min is not None or data.y_max is not None:
             low = data.y_min if data.y_min is not None else min(min(s.y) for s in data.series)
