@@ -3,8 +3,10 @@ in the app under test."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
@@ -30,3 +32,16 @@ async def wait_for(
         await pilot.pause(0.02)
         loop_time += 0.02
     await pilot.pause()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs; an exited process nobody has reaped (a zombie) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"

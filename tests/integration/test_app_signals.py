@@ -32,19 +32,6 @@ EXIT_TIMEOUT_S = 60.0
 """Generous: quitting takes about a second, the ingestor's batch and the server's stop included."""
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # an exited server that nobody has reaped yet is gone too
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 class Terminal:
     """A pseudo-terminal of 80x24 whose output is read as it comes (and kept), so the app
     drawing on it never blocks on a full buffer."""
@@ -139,7 +126,7 @@ def app(tmp_path: Path) -> Iterator[RunningApp]:
         pid = running.server.running_pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-            wait_until(lambda: not _pid_alive(pid), what="the left-over server to stop")
+            wait_until(lambda: not polling.pid_alive(pid), what="the left-over server to stop")
 
 
 @pytest.mark.parametrize(
@@ -164,7 +151,7 @@ def test_a_signal_quits_the_app_and_stops_the_embedded_database(
     server_log = app.server.log_path.read_text(encoding="utf-8")
     assert server_log.rstrip().endswith("database system is shut down"), server_log[-2000:]
     # pg_ctl returns once the server has removed its pid file, just before it exits
-    wait_until(lambda: not _pid_alive(server_pid), timeout_s=10, what="the server to exit")
+    wait_until(lambda: not polling.pid_alive(server_pid), timeout_s=10, what="the server to exit")
     if signum == signal.SIGTERM:  # the terminal is still there: the app leaves it as q does
         output = app.terminal.output.decode("utf-8", "replace")
         assert "\x1b[?1049l" in output  # left the alternate screen

@@ -19,6 +19,7 @@ import pytest
 from fleetwatch.store import embedded, migrate, queries
 from fleetwatch.store.capabilities import detect
 from fleetwatch.store.embedded import EmbeddedError, EmbeddedPostgres
+from tests.polling import pid_alive
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32", reason="the embedded database needs Unix sockets"
@@ -33,19 +34,6 @@ def _wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.
         time.sleep(0.05)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie child of ours is dead too
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "embedded"
@@ -55,7 +43,7 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     pid = server.running_pid()
     if pid is not None:
         os.kill(pid, signal.SIGTERM)  # "smart" shutdown
-        _wait_until(lambda: not _pid_alive(pid), "the test server to stop")
+        _wait_until(lambda: not pid_alive(pid), "the test server to stop")
 
 
 def test_start_gives_a_private_durable_server_that_takes_the_schema(data_dir: Path) -> None:
@@ -82,7 +70,7 @@ def test_start_gives_a_private_durable_server_that_takes_the_schema(data_dir: Pa
             assert queries.fleet_kpis(conn, window).km_per_intervention is None
         pid = server.running_pid()
         assert pid is not None
-    assert not _pid_alive(pid)
+    assert not pid_alive(pid)
     assert server.running_pid() is None
 
 
@@ -128,7 +116,7 @@ def test_a_second_process_shares_the_server_and_the_last_one_stops_it(data_dir: 
         child.kill()
         child.wait()
     assert pid is not None
-    assert not _pid_alive(pid)
+    assert not pid_alive(pid)
 
 
 def test_a_killed_app_leaves_a_server_that_the_next_start_reuses(data_dir: Path) -> None:
@@ -155,13 +143,13 @@ def test_a_killed_app_leaves_a_server_that_the_next_start_reuses(data_dir: Path)
     pid = int(child.stdout.readline())
     child.send_signal(signal.SIGKILL)
     child.wait()
-    assert _pid_alive(pid), "the server outlives the killed app"
+    assert pid_alive(pid), "the server outlives the killed app"
     server = EmbeddedPostgres(data_dir)
     with psycopg.connect(server.start()) as conn:
         conn.execute("SELECT 1")
     assert server.running_pid() == pid
     assert server.stop() is True
-    assert not _pid_alive(pid)
+    assert not pid_alive(pid)
 
 
 def test_a_crashed_server_is_restarted_and_keeps_committed_data(data_dir: Path) -> None:
@@ -172,7 +160,7 @@ def test_a_crashed_server_is_restarted_and_keeps_committed_data(data_dir: Path) 
     pid = server.running_pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    _wait_until(lambda: not _pid_alive(pid), "the killed server to go")
+    _wait_until(lambda: not pid_alive(pid), "the killed server to go")
     assert (server.pgdata / "postmaster.pid").exists(), "a stale pid file is left"
     again = EmbeddedPostgres(data_dir)
     with psycopg.connect(again.start()) as conn:
