@@ -240,6 +240,32 @@ def test_alert_filters_by_state_severity_and_rule(make_app: AppFactory) -> None:
     drive(make_app(), scenario)
 
 
+def test_the_state_filter_offers_open_and_needs_attention(make_app: AppFactory) -> None:
+    source = FixedSource()
+    data = source.dataset
+    open_alerts = [i for i, a in enumerate(data.alerts) if a.state != "resolved"]
+    acked, muted = open_alerts[:2]
+    later = data.now + timedelta(hours=1)
+    data.alerts[acked] = replace(data.alerts[acked], acked_by="tester", ack_until=later)
+    data.alerts[muted] = replace(data.alerts[muted], silenced_until=later)
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        pane = app.query_one(AlertsPane)
+        alerts = table(app, "alerts")
+        pane.set_filters(state="open")
+        await pilot.pause()
+        ids = {a.alert_id for a in alerts.shown_rows}
+        assert ids == {data.alerts[i].alert_id for i in open_alerts}
+        pane.set_filters(state="attention")
+        await pilot.pause()
+        ids = {a.alert_id for a in alerts.shown_rows}
+        assert ids == {data.alerts[i].alert_id for i in open_alerts[2:]}
+
+    drive(make_app(source), scenario)
+
+
 def test_acknowledge_and_silence_from_the_alerts_view(make_app: AppFactory) -> None:
     source = FixedSource()
 

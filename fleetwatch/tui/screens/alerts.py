@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Final
 
 from rich.text import Text
@@ -120,6 +121,24 @@ def alert_columns(
     ]
 
 
+STATE_GROUPS: Final = (("open", "open"), ("attention", "needs attention"))
+"""State filters beyond the states themselves, (value, label): open is firing or pending;
+needs attention is open and neither acknowledged nor silenced."""
+
+
+def _in_state(alert: AlertRow, state: str | None, now: datetime) -> bool:
+    """Whether ``alert`` passes the state filter ``state`` (a state or a
+    :data:`STATE_GROUPS` value; None: any)."""
+    if state is None:
+        return True
+    if state == "open":
+        return alert.state != "resolved"
+    if state == "attention":
+        muted = alert.silenced_until is not None and alert.silenced_until > now
+        return alert.state != "resolved" and not alert.acknowledged(now) and not muted
+    return alert.state == state
+
+
 def _search_text(alert: AlertRow) -> str:
     """What ``/`` matches: every word an alert is shown with, in full."""
     return " ".join(
@@ -163,7 +182,7 @@ class AlertsPane(View):
         yield from self.compose_notice()
         with Horizontal(id="alert-filters"):
             yield Select(
-                [(s, s) for s in ALERT_STATES],
+                [(s, s) for s in ALERT_STATES] + [(label, key) for key, label in STATE_GROUPS],
                 prompt="any state",
                 id="filter-state",
                 compact=True,
@@ -239,7 +258,7 @@ class AlertsPane(View):
             (
                 a
                 for a in self._alerts
-                if (state is None or a.state == state)
+                if _in_state(a, state, context.now)
                 and (severity is None or a.severity == severity)
                 and (rule is None or a.rule == rule)
             ),
