@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fleetwatch.cli import add_connection_flags
 from fleetwatch.config import Settings, log_dir
 from fleetwatch.signals import Stopper, stop_on_signals
+from fleetwatch.tui.prefs import prefs_path, remember, with_remembered
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -135,6 +136,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     log_path = setup_logging()
+    remembered = prefs_path()
+    settings = with_remembered(settings, remembered)
     stopper = QuitOnSignal()
     with stop_on_signals(stopper, (signal.SIGHUP, signal.SIGTERM)):
         services = AppServices(settings)
@@ -151,6 +154,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             if stopper.signum is not None:
                 log.info("quit on %s", signal.Signals(stopper.signum).name)
             print("fleetwatch: stopping…", file=sys.stderr, flush=True)
+            remember(remembered, app.units, app.window)
             starting.stop()
     if app.start_failure is not None:
         print(f"fleetwatch: {app.start_failure}", file=sys.stderr)

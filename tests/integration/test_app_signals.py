@@ -6,6 +6,7 @@ shut down the server it started instead of leaving it running."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import select
 import signal
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.skipif(
 
 wait_until = partial(polling.wait_until, timeout_s=120.0)
 EXIT_TIMEOUT_S = 60.0
+REMEMBERED = {"units": "mi", "window": "6h"}
+"""Not the defaults: written back on exit only if the app started with them."""
 """Generous: quitting takes about a second, the ingestor's batch and the server's stop included."""
 
 
@@ -78,6 +81,7 @@ class RunningApp:
     def __init__(self, process: subprocess.Popen[bytes], terminal: Terminal, home: Path) -> None:
         self.process = process
         self.terminal = terminal
+        self.home = home
         self.server = EmbeddedPostgres(home / "data" / "fleetwatch" / "postgres")
         self.log_path = home / "state" / "fleetwatch" / "log" / "fleetwatch.log"
 
@@ -104,6 +108,11 @@ def app(tmp_path: Path) -> Iterator[RunningApp]:
         FLEETWATCH_SIMULATOR__VEHICLES="5",
         FLEETWATCH_SIMULATOR__BACKFILL_HOURS="0.05",
     )
+    # Units and a window chosen in an earlier session: the app starts with them and
+    # writes them back when it stops.
+    state = home / "data" / "fleetwatch" / "ui-state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps(REMEMBERED), encoding="utf-8")
     terminal = Terminal()
     process = subprocess.Popen(
         [sys.executable, "-m", "fleetwatch"],
@@ -152,6 +161,8 @@ def test_a_signal_quits_the_app_and_stops_the_embedded_database(
     assert server_log.rstrip().endswith("database system is shut down"), server_log[-2000:]
     # pg_ctl returns once the server has removed its pid file, just before it exits
     wait_until(lambda: not polling.pid_alive(server_pid), timeout_s=10, what="the server to exit")
+    state = app.home / "data" / "fleetwatch" / "ui-state.json"
+    assert json.loads(state.read_text(encoding="utf-8")) == REMEMBERED
     if signum == signal.SIGTERM:  # the terminal is still there: the app leaves it as q does
         output = app.terminal.output.decode("utf-8", "replace")
         assert "\x1b[?1049l" in output  # left the alternate screen
