@@ -720,10 +720,15 @@ def ensure_kafka_jars(s: Settings, *, fetch: bool = True) -> None:
 
 
 def _kafka_cluster_id(s: Settings) -> str:
-    if not s.kafka_cluster_id_file.exists():
-        raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        s.kafka_cluster_id_file.write_text(raw)
-    return s.kafka_cluster_id_file.read_text().strip()
+    """Our broker's cluster id, made once. Like Kafka's own random ids it never starts with
+    "-": the storage tool would read such an id as an option and refuse to format."""
+    path = s.kafka_cluster_id_file
+    if not path.exists() or path.read_text().startswith("-"):
+        raw = "-"
+        while raw.startswith("-"):
+            raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        path.write_text(raw)
+    return path.read_text().strip()
 
 
 def _write_kafka_config(s: Settings) -> None:
