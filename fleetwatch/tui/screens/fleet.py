@@ -10,7 +10,7 @@ from textual.containers import Horizontal
 
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.messages import OpenVehicle, RenderContext
-from fleetwatch.tui.screens.common import STATUS_STYLE, FilterBox, View, styled
+from fleetwatch.tui.screens.common import SEVERITY_STYLE, STATUS_STYLE, FilterBox, View, styled
 from fleetwatch.tui.snapshots import FleetKpis, Snapshot, VehicleRow
 from fleetwatch.tui.widgets.bars import KpiTile
 from fleetwatch.tui.widgets.table import Column, SnapshotTable
@@ -169,12 +169,19 @@ class FleetPane(View):
             fmt.count(kpis.disengagements),
             _per(kpis.km_per_disengagement, units, "disengagements"),
         )
-        alerts = (
-            Text(f"{kpis.alerts_critical} crit", style="bold red" if kpis.alerts_critical else ""),
-            Text(f"{kpis.alerts_warning} warn", style="bold yellow" if kpis.alerts_warning else ""),
-            Text(f"{kpis.alerts_info} info", style="cyan" if kpis.alerts_info else ""),
+        counts = {
+            "critical": kpis.alerts_critical,
+            "warning": kpis.alerts_warning,
+            "info": kpis.alerts_info,
+        }
+        alerts = tuple(
+            Text(
+                f"{count} {fmt.SHORT_SEVERITY[severity]}",
+                style=SEVERITY_STYLE[severity] if count else "",
+            )
+            for severity, count in counts.items()
         )
-        total = kpis.alerts_critical + kpis.alerts_warning + kpis.alerts_info
+        total = sum(counts.values())
         self.query_one("#kpi-alerts", KpiTile).show("Open alerts", f"{total}", alerts)
 
     def on_snapshot_table_row_chosen(self, event: SnapshotTable.RowChosen) -> None:
