@@ -16,6 +16,7 @@ from fleetwatch.tui.app import FleetwatchApp, binding_ids
 from fleetwatch.tui.screens.event import EventDetailScreen
 from fleetwatch.tui.screens.modals import HelpScreen
 from fleetwatch.tui.snapshots import WINDOWS, DrivingEventRow, EventDetail
+from fleetwatch.tui.widgets.table import SnapshotTable
 from tests.tui.conftest import (
     NARROW,
     SIZE,
@@ -54,6 +55,15 @@ async def open_from_vehicle(app: FleetwatchApp, pilot: Pilot[Any]) -> DrivingEve
     await pilot.press("enter")
     await wait_until(pilot, lambda: detail_shown(app))
     return row
+
+
+async def interventions_in_focus(app: FleetwatchApp, pilot: Pilot[Any]) -> SnapshotTable[Any]:
+    """The interventions view shown (``4``), its events table with the keys."""
+    await pilot.press("4")
+    await wait_until(pilot, rendered(app, "interventions"))
+    events = events_table(app, "interventions")
+    await wait_until(pilot, lambda: app.focused is events)
+    return events
 
 
 def run(app: FleetwatchApp, scenario: Scenario, size: tuple[int, int] = SIZE) -> None:
@@ -175,10 +185,7 @@ def test_enter_on_an_intervention_opens_its_detail_and_v_the_vehicle_then(
     source = FixedSource()
 
     async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
-        await pilot.press("4")
-        await wait_until(pilot, rendered(app, "interventions"))
-        events = events_table(app, "interventions")
-        await wait_until(pilot, lambda: app.focused is events)
+        events = await interventions_in_focus(app, pilot)
         # An event the vehicle view at its moment shows below a later one of the same
         # vehicle (the newest comes first), far enough back to be a past moment.
         rows = events.shown_rows
@@ -258,10 +265,7 @@ def test_a_database_down_while_reading_says_so_and_keeps_the_event(
     source = FixedSource()
 
     async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
-        await pilot.press("4")
-        await wait_until(pilot, rendered(app, "interventions"))
-        events = events_table(app, "interventions")
-        await wait_until(pilot, lambda: app.focused is events)
+        events = await interventions_in_focus(app, pilot)
         row = events.shown_rows[0]
         source.down = True
         await pilot.press("enter")
