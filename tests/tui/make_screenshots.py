@@ -102,7 +102,7 @@ async def _shoot(name: str, steps: Steps, size: tuple[int, int], out: Path) -> P
         Settings(ui=UiSettings(refresh_s=30.0)),
         source=None if starting else FixedSource(),
         status=None if starting else FixedStatus(),
-        services=GatedServices(FixedSource(), hold_s=1) if starting else None,
+        services=GatedServices(FixedSource()) if starting else None,
         clock=fixed_clock,
         export_dir=Path(tempfile.gettempdir()),
         user="operator",

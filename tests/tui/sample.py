@@ -10,11 +10,14 @@ import itertools
 import math
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from textual.worker import get_current_worker
 
 from fleetwatch.pipeline.rules import (
     battery_summary,
@@ -543,17 +546,27 @@ class FixedStatus:
 class GatedServices:
     """Services that report start-up steps and wait for the test to let them finish."""
 
-    def __init__(self, source: FixedSource, fail: str | None = None, hold_s: float = 30) -> None:
+    HOLD_S = 30.0
+    """The longest start-up waits for ``release``, so a test that forgets it still ends."""
+
+    POLL_S = 0.05
+
+    def __init__(self, source: FixedSource, fail: str | None = None) -> None:
         self.source = source
         self.fail = fail
-        self.hold_s = hold_s
         self.release = threading.Event()
         self.stopped = False
 
     def start(self, progress: Callable[[str, float | None], None]) -> tuple[FixedSource, Any]:
         progress("starting the embedded database", None)
         progress("migrating the schema", 0.5)
-        self.release.wait(self.hold_s)
+        # Held until the test releases it or the app exits (which cancels the worker):
+        # the app's event loop waits for this thread before it finishes exiting.
+        worker = get_current_worker()
+        deadline = time.monotonic() + self.HOLD_S
+        while not self.release.wait(self.POLL_S):
+            if worker.is_cancelled or time.monotonic() > deadline:
+                break
         if self.fail:
             raise SourceUnavailable(self.fail)
         return self.source, FixedStatus()
