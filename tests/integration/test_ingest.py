@@ -15,21 +15,21 @@ from typing import Any
 
 import psycopg
 import pytest
-from ingest_helpers import (
-    Running,
-    malformed_corpus,
-    produce,
-    rejects,
-    simulate,
-    stored_event_ids,
-    wait_until,
-)
 
 from fleetwatch.model import TELEMETRY_TOPIC, TOPICS, Telemetry
 from fleetwatch.pipeline.ingest import Ingestor, IngestParams
 from fleetwatch.store.db import DatabaseUnavailable, connect
 from fleetwatch.store.writer import Batch, OffsetConflict, copy_events, telemetry_row, write_batch
 from fleetwatch.transport.local import LocalBroker
+from tests.integration.ingest_helpers import (
+    Running,
+    malformed_corpus,
+    produce,
+    rejects,
+    simulate,
+    stored_event_ids,
+)
+from tests.polling import wait_until
 
 GROUP = "test-ingest"
 

@@ -22,21 +22,21 @@ from pathlib import Path
 import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient
-from ingest_helpers import (
-    Running,
-    malformed_corpus,
-    produce,
-    rejects,
-    simulate,
-    stored_event_ids,
-    wait_until,
-)
 from psycopg.conninfo import make_conninfo
 
 from fleetwatch.model import TOPICS, Message, Telemetry
 from fleetwatch.pipeline.ingest import Ingestor, IngestParams
 from fleetwatch.store.db import connect
 from fleetwatch.transport.kafka import KafkaConsumer, KafkaProducer, ensure_topics
+from tests.integration.ingest_helpers import (
+    Running,
+    malformed_corpus,
+    produce,
+    rejects,
+    simulate,
+    stored_event_ids,
+)
+from tests.polling import wait_until
 
 PARTITIONS = 6
 

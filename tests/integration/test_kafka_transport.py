@@ -7,7 +7,6 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from ingest_helpers import wait_until
 
 from fleetwatch.transport.base import Record, TopicPartition
 from fleetwatch.transport.kafka import (
@@ -17,6 +16,7 @@ from fleetwatch.transport.kafka import (
     ensure_topics,
     probe,
 )
+from tests.polling import wait_until
 
 
 @pytest.fixture

@@ -34,13 +34,14 @@ from typing import Any, NoReturn
 import psycopg
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from ingest_helpers import malformed_corpus, produce, stored_event_ids, wait_until
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from fleetwatch.model import TOPICS, Message, Telemetry
 from fleetwatch.sim import Fleet, backfill
 from fleetwatch.transport.kafka import KafkaProducer
+from tests.integration.ingest_helpers import malformed_corpus, produce, stored_event_ids
+from tests.polling import wait_until
 
 VEHICLES = 300
 BACKFILL = "2m"

@@ -16,7 +16,7 @@ def test_a_cluster_id_never_starts_with_a_dash(
     # 0xf8 encodes to "-" first in URL-safe base64: the storage tool would take it for an
     # option. The first id drawn is such an id; the second is not.
     drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x10" + bytes(15))])
-    monkeypatch.setattr(services.uuid, "uuid4", lambda: next(drawn))
+    monkeypatch.setattr("uuid.uuid4", lambda: next(drawn))
     settings = services.Settings(
         cache=tmp_path, pg_port=1, kafka_port=2, kafka_controller_port=3, pg_bindir=tmp_path
     )
