@@ -321,6 +321,8 @@ class FleetKpis:
     alerts_open_info: int
     alerts_firing: int
     alerts_pending: int
+    alerts_handled: int
+    """Open alerts acknowledged or silenced: the rest need someone's attention."""
     rejects: int
 
     @property
@@ -725,13 +727,13 @@ FROM ({VEHICLE_STATE_SQL}) v
 # Alerts open at the window's "now": not resolved yet, or resolved after it (an index
 # range that is empty in the live case). An alert not fired by "now" was pending then.
 OPEN_ALERTS_SQL: Final = """
-SELECT vehicle_id, severity,
+SELECT vehicle_id, rule, severity, acked_at, ack_until,
        CASE WHEN fired_at <= %(now)s THEN 'firing' ELSE 'pending' END AS state
 FROM alerts
 WHERE state <> 'resolved' AND first_seen <= %(now)s
   AND (%(vehicle_id)s::text IS NULL OR vehicle_id = %(vehicle_id)s::text)
 UNION ALL
-SELECT vehicle_id, severity,
+SELECT vehicle_id, rule, severity, acked_at, ack_until,
        CASE WHEN fired_at <= %(now)s THEN 'firing' ELSE 'pending' END AS state
 FROM alerts
 WHERE state = 'resolved' AND resolved_at > %(now)s AND first_seen <= %(now)s
@@ -743,7 +745,15 @@ SELECT count(*) FILTER (WHERE severity = 'critical')::bigint AS critical,
        count(*) FILTER (WHERE severity = 'warning')::bigint  AS warning,
        count(*) FILTER (WHERE severity = 'info')::bigint     AS info,
        count(*) FILTER (WHERE state = 'firing')::bigint      AS firing,
-       count(*) FILTER (WHERE state = 'pending')::bigint     AS pending
+       count(*) FILTER (WHERE state = 'pending')::bigint     AS pending,
+       count(*) FILTER (
+           WHERE (acked_at IS NOT NULL AND (ack_until IS NULL OR ack_until > %(now)s))
+              OR EXISTS (
+                  SELECT 1 FROM silences s
+                  WHERE s.vehicle_id IN (a.vehicle_id, '*') AND s.rule IN (a.rule, '*')
+                    AND s.until > %(now)s
+              )
+       )::bigint AS handled
 FROM ({OPEN_ALERTS_SQL}) a
 """
 
@@ -1169,6 +1179,7 @@ def fleet_kpis(
         alerts_open_info=int(alerts["info"]),
         alerts_firing=int(alerts["firing"]),
         alerts_pending=int(alerts["pending"]),
+        alerts_handled=int(alerts["handled"]),
         rejects=rejects,
     )
 

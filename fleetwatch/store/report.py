@@ -25,7 +25,8 @@ distance-bearing name ends in the unit asked for with ``--units``: ``_km`` or
   ``disengagements_per_1000*``, ``autopilot_distance_pct``, ``autopilot_time_pct``,
   ``telemetry_samples``, ``speed_violations``, ``collision_risks``, ``near_misses``,
   ``alerts_open`` (``critical``, ``warning``, ``info``), ``alerts_firing``,
-  ``alerts_pending``, ``rejects``.
+  ``alerts_pending``, ``alerts_handled`` (open and acknowledged or silenced),
+  ``rejects``.
 - ``vehicles``: a list of ``vehicle_id``, ``last_seen``, ``reporting``, ``moving``,
   ``speed_*``, ``battery_pct``, ``odometer_*``, ``autopilot``, ``city``, ``route_id``,
   ``trip_id``, ``alerts_open``, ``worst_severity``, ``distance_*``,
@@ -238,6 +239,7 @@ def fleet_json(k: FleetKpis, units: Units) -> dict[str, Any]:
         },
         "alerts_firing": k.alerts_firing,
         "alerts_pending": k.alerts_pending,
+        "alerts_handled": k.alerts_handled,
         "rejects": k.rejects,
     }
 
@@ -387,7 +389,7 @@ def as_table(kpis: FleetKpis, rows: Sequence[VehicleRow], units: Units) -> str:
             "open alerts",
             f"{kpis.alerts_open_critical} critical, {kpis.alerts_open_warning} warning, "
             f"{kpis.alerts_open_info} info ({kpis.alerts_firing} firing, "
-            f"{kpis.alerts_pending} pending)",
+            f"{kpis.alerts_pending} pending; {kpis.alerts_handled} acknowledged or silenced)",
         ),
     ]
     if kpis.vehicle_id is None:

@@ -182,6 +182,7 @@ class DatabaseSource:
                 alerts_critical=kpis.alerts_open_critical,
                 alerts_warning=kpis.alerts_open_warning,
                 alerts_info=kpis.alerts_open_info,
+                alerts_handled=kpis.alerts_handled,
             ),
             tuple(_vehicle_row(r) for r in rows),
         )

@@ -72,6 +72,8 @@ class FleetKpis:
     alerts_critical: int
     alerts_warning: int
     alerts_info: int
+    alerts_handled: int
+    """Of the open alerts, those acknowledged or silenced."""
 
     @property
     def km_per_intervention(self) -> float | None:
@@ -158,6 +160,13 @@ class AlertRow:
 
     def acknowledged(self, now: datetime) -> bool:
         return self.ack_until is not None and self.ack_until > now
+
+    def silenced(self, now: datetime) -> bool:
+        return self.silenced_until is not None and self.silenced_until > now
+
+    def handled(self, now: datetime) -> bool:
+        """Acknowledged or silenced: someone has seen to it."""
+        return self.acknowledged(now) or self.silenced(now)
 
 
 @dataclass(frozen=True, slots=True)

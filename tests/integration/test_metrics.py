@@ -453,6 +453,7 @@ def test_alerts_filters_acknowledge_silence_and_counts(
     assert (k.speed_violations, k.collision_risks) == (2, 0)
     assert (k.alerts_open_critical, k.alerts_open_warning, k.alerts_open_info) == (1, 1, 1)
     assert (k.alerts_firing, k.alerts_pending, k.rejects) == (2, 1, 1)
+    assert k.alerts_handled == 0
 
     open_alerts = queries.alerts(conn, now)
     assert [a.severity for a in open_alerts] == ["critical", "warning", "info"]
@@ -484,6 +485,10 @@ def test_alerts_filters_acknowledge_silence_and_counts(
     assert [s.silence_id for s in queries.active_silences(conn, now)] == [silence_id]
     later = now + timedelta(hours=1)
     assert not queries.alerts(conn, later, queries.AlertFilter(vehicle_id="AV-0003"))[0].silenced
+    # AV-0001 acknowledged and AV-0003 silenced; both have run out an hour on.
+    assert queries.fleet_kpis(conn, WINDOW).alerts_handled == 2
+    an_hour_on = Window.between(WINDOW_START, WINDOW_END, now=later)
+    assert queries.fleet_kpis(conn, an_hour_on).alerts_handled == 0
     with pytest.raises(ValueError):
         queries.silence(conn, "AV-0001", "x", now, "ops", now=now)
     conn.rollback()

@@ -469,6 +469,7 @@ def _kpis(data: Dataset, start: datetime) -> FleetKpis:
         alerts_critical=sum(1 for a in open_alerts if a.severity == "critical"),
         alerts_warning=sum(1 for a in open_alerts if a.severity == "warning"),
         alerts_info=sum(1 for a in open_alerts if a.severity == "info"),
+        alerts_handled=sum(1 for a in open_alerts if a.handled(data.now)),
     )
 
 
@@ -512,7 +513,7 @@ def _perception(data: Dataset, request: ViewRequest) -> PerceptionView:
 
 
 def _empty_snapshot(request: ViewRequest, now: datetime) -> Snapshot:
-    empty_kpis = FleetKpis(0, 0, 0, 0.0, 0.0, 0, 0, 0, 0, 0)
+    empty_kpis = FleetKpis(0, 0, 0, 0.0, 0.0, 0, 0, 0, 0, 0, 0)
     return Snapshot(
         request,
         now,

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from rich.text import Text
+from textual.app import App, ComposeResult
 from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widget import Widget
@@ -295,6 +296,10 @@ def test_acknowledge_and_silence_from_the_alerts_view(make_app: AppFactory) -> N
         # The refresh after the action shows the acknowledgement.
         await wait_for(pilot, lambda: "ack" in str(alerts.get_row_at(0)[0]))
         assert "ack by tester" in str(alerts.get_row_at(0)[-1])
+        # The fleet's open-alerts tile counts it as seen to (acknowledged and silenced: one).
+        await pilot.press("1")
+        await wait_for(pilot, rendered(app, "fleet"))
+        assert " 1 ack/muted " in tile_text(app, "alerts")
 
     drive(make_app(source), scenario)
 
@@ -888,8 +893,39 @@ class BigFleetSource(FixedSource):
         snapshot = super().fetch(request)
         if snapshot.fleet is None:
             return snapshot
-        kpis = FleetKpis(25, 25, 18, 12_642.9, 12_642.9, 11, 0, 10, 11, 10)
+        kpis = FleetKpis(25, 25, 18, 12_642.9, 12_642.9, 11, 0, 10, 11, 10, 12)
         return replace(snapshot, fleet=replace(snapshot.fleet, kpis=kpis))
+
+
+def tile_text(app: FleetwatchApp, name: str) -> str:
+    """The words of the KPI tile ``name`` as drawn, its lines joined by spaces."""
+    tile = app.query_one(f"#kpi-{name}", KpiTile)
+    strips = tile.render_lines(Region(0, 0, *tile.outer_size))
+    lines = (strip.text.strip(" ▊") for strip in strips)
+    return " ".join(line for line in lines if line)
+
+
+def test_a_tile_note_goes_beside_the_figure_or_else_ends_the_caption() -> None:
+    def lines(width: int) -> list[str]:
+        class OneTile(App[None]):
+            CSS = f"KpiTile {{ width: {width}; height: 5; }}"
+
+            def compose(self) -> ComposeResult:
+                yield KpiTile()
+
+        async def draw() -> list[str]:
+            app = OneTile()
+            async with app.run_test(size=(40, 6)) as pilot:
+                tile = app.query_one(KpiTile)
+                tile.show("Open alerts", "123", ("4 crit", "5 warn"), note="12 ack/muted")
+                await pilot.pause()
+                strips = tile.render_lines(Region(0, 0, *tile.outer_size))
+                return [strip.text.rstrip() for strip in strips]
+
+        return asyncio.run(draw())
+
+    assert lines(17)[:3] == ["OPEN ALERTS", "123  12 ack/muted", "4 crit 5 warn"]
+    assert lines(16)[:4] == ["OPEN ALERTS", "123", "4 crit 5 warn", "12 ack/muted"]
 
 
 @pytest.mark.parametrize("size", [SIZE, NARROW])
@@ -897,16 +933,11 @@ def test_kpi_tiles_show_every_figure_with_its_word(
     make_app: AppFactory, size: tuple[int, int]
 ) -> None:
     async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
-        def tile_text(name: str) -> str:
-            tile = app.query_one(f"#kpi-{name}", KpiTile)
-            strips = tile.render_lines(Region(0, 0, *tile.outer_size))
-            lines = (strip.text.strip(" ▊") for strip in strips)
-            return " ".join(line for line in lines if line)
-
         # Each phrase whole (a line breaks between phrases, never inside one or past the tile).
-        assert tile_text("distance") == "DISTANCE 12,643 km 12,643 km autonomous"
-        assert tile_text("interventions").endswith(f"1 per {fmt.distance(12_642.9 / 11, 'km')}")
-        assert tile_text("disengagements").endswith("no disengagements")
-        assert tile_text("alerts").endswith("10 crit 11 warn 10 info")
+        assert tile_text(app, "distance") == "DISTANCE 12,643 km 12,643 km autonomous"
+        per = fmt.distance(12_642.9 / 11, "km")
+        assert tile_text(app, "interventions").endswith(f"1 per {per}")
+        assert tile_text(app, "disengagements").endswith("no disengagements")
+        assert tile_text(app, "alerts") == "OPEN ALERTS 31  12 ack/muted 10 crit 11 warn 10 info"
 
     drive(make_app(BigFleetSource()), scenario, size=size)

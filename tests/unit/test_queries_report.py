@@ -25,7 +25,7 @@ def kpis(interventions: int, distance_km: float) -> FleetKpis:
         disengagements_per_1000km=0.0 if distance_km else None, autopilot_distance_pct=50.0,
         autopilot_time_pct=40.0, telemetry_samples=100, speed_violations=1, collision_risks=0,
         near_misses=2, alerts_open_critical=1, alerts_open_warning=0, alerts_open_info=0,
-        alerts_firing=1, alerts_pending=0, rejects=3,
+        alerts_firing=1, alerts_pending=0, alerts_handled=1, rejects=3,
     )  # fmt: skip
 
 
@@ -45,6 +45,7 @@ def test_table_shows_ratios_with_units_and_says_no_interventions() -> None:
     assert "40.00 interventions per 1,000 km" in text
     assert "AV-0007" in text and "no interventions" in text and "1 critical" in text
     assert re.search(r"rejected messages +3\n", text)
+    assert "(1 firing, 0 pending; 1 acknowledged or silenced)" in text
 
 
 def test_table_in_miles() -> None:
@@ -59,6 +60,7 @@ def test_json_names_carry_the_unit() -> None:
     fleet = data["fleet"]
     assert fleet["mi_per_intervention"] is None
     assert "km_per_intervention" not in fleet
+    assert fleet["alerts_handled"] == 1
     assert data["vehicles"][0]["speed_mph"] == 49.7
     assert data["window"]["end"] == "2026-03-01T12:01:00+00:00"
 

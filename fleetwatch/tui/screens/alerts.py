@@ -134,8 +134,7 @@ def _in_state(alert: AlertRow, state: str | None, now: datetime) -> bool:
     if state == "open":
         return alert.state != "resolved"
     if state == "attention":
-        muted = alert.silenced_until is not None and alert.silenced_until > now
-        return alert.state != "resolved" and not alert.acknowledged(now) and not muted
+        return alert.state != "resolved" and not alert.handled(now)
     return alert.state == state
 
 
@@ -150,7 +149,7 @@ def _state_cell(alert: AlertRow, context: RenderContext) -> Text:
     text = styled(alert.state, STATE_STYLE)
     if alert.acknowledged(context.now):
         text.append(" ack", style="dim")
-    elif alert.silenced_until is not None and alert.silenced_until > context.now:
+    elif alert.silenced(context.now):
         text.append(" muted", style="dim")
     return text
 

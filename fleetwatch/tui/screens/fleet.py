@@ -182,7 +182,9 @@ class FleetPane(View):
             for severity, count in counts.items()
         )
         total = sum(counts.values())
-        self.query_one("#kpi-alerts", KpiTile).show("Open alerts", f"{total}", alerts)
+        # The words of the alerts table's state column for acknowledged and silenced.
+        handled = f"{kpis.alerts_handled} ack/muted" if kpis.alerts_handled else None
+        self.query_one("#kpi-alerts", KpiTile).show("Open alerts", f"{total}", alerts, note=handled)
 
     def on_snapshot_table_row_chosen(self, event: SnapshotTable.RowChosen) -> None:
         event.stop()

@@ -23,23 +23,43 @@ class KpiTile(Static):
 
     _label: str = ""
     _value: Text = Text()
+    _note: Text | None = None
     _phrases: tuple[Text, ...] = ()
 
+    NOTE_GAP = "  "
+
     def show(
-        self, label: str, value: str | Text, caption: str | Text | Sequence[str | Text] = ()
+        self,
+        label: str,
+        value: str | Text,
+        caption: str | Text | Sequence[str | Text] = (),
+        *,
+        note: str | Text | None = None,
     ) -> None:
+        """``note``, a dim phrase about the figure, goes beside it when the tile is wide
+        enough and otherwise ends the caption."""
         self._label = label
         self._value = value if isinstance(value, Text) else Text(value, style="bold")
+        self._note = Text(note, style="dim") if isinstance(note, str) else note
         parts = (caption,) if isinstance(caption, str | Text) else tuple(caption)
         self._phrases = tuple(p if isinstance(p, Text) else Text(p, style="dim") for p in parts)
         self.refresh()
 
     def render(self) -> Text:
+        width = self.content_size.width
         body = Text()
         body.append(self._label.upper(), style="dim")
         body.append("\n")
         body.append_text(self._value)
-        for line in self._caption():
+        phrases = self._phrases
+        if self._note is not None:
+            beside = self._value.cell_len + len(self.NOTE_GAP) + self._note.cell_len <= width
+            if beside:
+                body.append(self.NOTE_GAP)
+                body.append_text(self._note)
+            else:
+                phrases += (self._note,)
+        for line in self._caption(phrases, width):
             body.append("\n")
             body.append_text(line)
         return body
@@ -47,10 +67,10 @@ class KpiTile(Static):
     def on_resize(self) -> None:
         self.refresh()
 
-    def _caption(self) -> list[Text]:
-        width = self.content_size.width
+    @staticmethod
+    def _caption(phrases: Sequence[Text], width: int) -> list[Text]:
         lines: list[Text] = []
-        for phrase in self._phrases:
+        for phrase in phrases:
             if lines and lines[-1].cell_len + 1 + phrase.cell_len <= width:
                 lines[-1].append(" ")
                 lines[-1].append_text(phrase)
