@@ -19,7 +19,9 @@ from fleetwatch.tui.widgets.table import Column, SnapshotTable
 def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
     units = context.units
     return [
-        Column("vehicle", "Vehicle", lambda v: v.vehicle_id, lambda v: v.vehicle_id, width=10),
+        Column(
+            "vehicle", "Vehicle", lambda v: v.vehicle_id, lambda v: v.vehicle_id, width=7, fit=True
+        ),
         Column(
             "status",
             "Status",
@@ -43,7 +45,7 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
             lambda v: v.battery_pct,
             export=lambda v: round(v.battery_pct, 1),
             export_label="Battery (%)",
-            width=12,
+            width=11,
             drop=2,
         ),
         Column(
@@ -62,6 +64,8 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
             export=lambda v: v.last_seen.isoformat(),
             export_label="Last seen (UTC)",
             width=9,
+            # Gives way before the battery: a vehicle not heard from lately says "silent".
+            drop=3,
         ),
         Column(
             "alerts",
@@ -83,7 +87,7 @@ def vehicle_columns(context: RenderContext) -> list[Column[VehicleRow]]:
             width=11,
             drop=1,
         ),
-        Column("city", "City", lambda v: v.city, lambda v: v.city, width=16, drop=3),
+        Column("city", "City", lambda v: v.city, lambda v: v.city, width=16, drop=4),
     ]
 
 
