@@ -217,6 +217,27 @@ def test_the_speed_chart_marks_the_vehicles_interventions_and_disengagements(
     drive(make_app(), scenario)
 
 
+def test_the_vehicle_charts_share_their_time_axis_row_and_the_speed_unit_is_in_its_title(
+    make_app: AppFactory,
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("enter")
+        await wait_for(pilot, rendered(app, "vehicle"))
+
+        def axis_row(chart_id: str) -> int:
+            chart = app.query_one(chart_id, LineChart)
+            strips = chart.render_lines(Region(0, 0, *chart.outer_size))
+            return next(i for i, strip in enumerate(strips) if "└" in strip.text)
+
+        assert axis_row("#chart-speed") == axis_row("#chart-battery")
+        speed = app.query_one("#chart-speed", LineChart)
+        assert "(km/h)" in speed.chart_title
+        await pilot.press("u")
+        await wait_for(pilot, lambda: "(mph)" in speed.chart_title)
+
+    drive(make_app(), scenario, size=NARROW)
+
+
 def test_alert_filters_by_state_severity_and_rule(make_app: AppFactory) -> None:
     async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
         await pilot.press("3")

@@ -43,6 +43,10 @@ CAUSE_WIDTH = 18
 80 columns; longer ones end in "…"."""
 
 
+def speed_title(units: fmt.Units) -> str:
+    return f"speed vs limit ({fmt.speed_unit(units)}), │ events"
+
+
 def event_columns(context: RenderContext, *, dated: bool = False) -> list[Column[DrivingEventRow]]:
     """The vehicle's events: clock times (with the date when one is not from today) and
     the cause taking the room left; the speed gives way on a narrow terminal."""
@@ -113,7 +117,7 @@ class VehicleDetail(View):
         yield Static("", id="vehicle-header")
         yield Static("", id="vehicle-past")
         with Horizontal(id="vehicle-charts"):
-            yield LineChart("speed vs limit, │ events", id="chart-speed")
+            yield LineChart(speed_title(self._render_context.units), id="chart-speed")
             yield LineChart("battery %", id="chart-battery")
             yield RouteChart("route", id="chart-route")
         with Horizontal(id="vehicle-lists"):
@@ -257,9 +261,11 @@ class VehicleDetail(View):
             for e in view.events
             if e.type in EVENT_MARK_COLOR
         )
-        self.query_one("#chart-speed", LineChart).set_data(
-            LineData(axis, (speed, limit), y_label=fmt.speed_unit(units), y_min=0, marks=marks)
-        )
+        chart = self.query_one("#chart-speed", LineChart)
+        # The unit goes in the title: plotext writes an axis label on a row of its own
+        # under the plot, which would leave this chart's axis a row above the battery's.
+        chart.chart_title = speed_title(units)
+        chart.set_data(LineData(axis, (speed, limit), y_min=0, marks=marks))
         battery = Series("battery", x, tuple(p.battery_pct for p in view.series), "green")
         self.query_one("#chart-battery", LineChart).set_data(
             LineData(axis, (battery,), y_min=0, y_max=100)

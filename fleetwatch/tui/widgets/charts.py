@@ -139,7 +139,6 @@ class Chart(PlotextPlot):
 class LineData:
     axis: TimeAxis
     series: tuple[Series, ...]
-    y_label: str = ""
     y_min: float | None = None
     y_max: float | None = None
     marks: tuple[tuple[float, str], ...] = ()
@@ -173,8 +172,6 @@ class LineChart(Chart):
             plt.ylim(low, high)
             ticks = [t for t in value_ticks(high - low, integer=False) if low + t <= high]
             plt.yticks([low + t for t in ticks], [_tick_label(low + t) for t in ticks])
-        if data.y_label:
-            plt.ylabel(data.y_label)
         return True
 
 
@@ -214,8 +211,6 @@ class BarData:
     names: tuple[str, ...] = ()
     colors: tuple[str, ...] = ("orange", "cyan")
     width: float = 0.8
-    value_label: str = ""
-    """The unit of the value axis, e.g. "km"."""
     counts: bool = True
     """Values are counts: the value axis has whole-number ticks."""
     markers: tuple[str, ...] = ()
@@ -260,8 +255,6 @@ class BarChart(Chart):
         high = max(max(v) for v in values)
         positions = value_ticks(high, integer=data.counts)
         plt.yticks(positions, [_tick_label(p) for p in positions])
-        if data.value_label:
-            plt.ylabel(data.value_label)
         return True
 
     def _place_ticks(self, plt: Any, ticks: tuple[tuple[float, str], ...]) -> None:
