@@ -46,6 +46,7 @@ from fleetwatch.tui.messages import (
     SnapshotFetched,
     StartupProgress,
 )
+from fleetwatch.tui.prefs import Sorts
 from fleetwatch.tui.screens.alerts import AlertsPane
 from fleetwatch.tui.screens.common import FilterBox, View
 from fleetwatch.tui.screens.event import EventChoice, EventDetailScreen
@@ -292,6 +293,7 @@ class FleetwatchApp(App[int]):
         user: str | None = None,
         animate: bool = True,
         local_zone: tzinfo | None = None,
+        sorts: Sorts | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -315,6 +317,9 @@ class FleetwatchApp(App[int]):
         self.refresh_error: str | None = None
         self.status: ServiceStatus | None = None
         self.fleet_order: tuple[str, ...] = ()
+        self.sorts: Sorts = dict(sorts or {})
+        """Per table id, the order the operator chose where it differs from the table's
+        own: restored at start, kept up to date, remembered when the app stops."""
         self._seq = 0
         self._event_seq = 0
         self._poll_timer: Timer | None = None
@@ -370,6 +375,7 @@ class FleetwatchApp(App[int]):
         if self.animation_level == "none":
             for box in self.query(FilterBox):
                 box.cursor_blink = False
+        self._restore_sorts()
         self._update_status_bar()
         if self.services is not None and self.source is None:
             self.query_one("#tabs").display = False
@@ -388,6 +394,21 @@ class FleetwatchApp(App[int]):
                 self.source.close()
             except Exception:  # closing must never stop the app from exiting
                 log.exception("closing the data source failed")
+
+    def _restore_sorts(self) -> None:
+        for table in self.query(SnapshotTable):
+            order = self.sorts.get(table.id or "")
+            if order is not None and not table.restore_sort(*order):
+                del self.sorts[table.id or ""]  # a column this version no longer has
+
+    def on_snapshot_table_sorted(self, event: SnapshotTable.Sorted) -> None:
+        table = event.table
+        if table.id is None:
+            return
+        if (event.column, event.reverse) == table.default_sort:
+            self.sorts.pop(table.id, None)
+        else:
+            self.sorts[table.id] = (event.column, event.reverse)
 
     # ------------------------------------------------------------------ services
 
@@ -1022,6 +1043,7 @@ def create_app(
     user: str | None = None,
     animate: bool = True,
     local_zone: tzinfo | None = None,
+    sorts: Sorts | None = None,
 ) -> FleetwatchApp:
     """Build the app. The CLI passes ``services`` (embedded or connected mode); tests and
     screenshots pass a fixed ``source``/``status`` and a fixed ``clock``."""
@@ -1035,4 +1057,5 @@ def create_app(
         user=user,
         animate=animate,
         local_zone=local_zone,
+        sorts=sorts,
     )

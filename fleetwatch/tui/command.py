@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fleetwatch.cli import add_connection_flags
 from fleetwatch.config import Settings, log_dir
 from fleetwatch.signals import Stopper, stop_on_signals
-from fleetwatch.tui.prefs import prefs_path, remember, with_remembered
+from fleetwatch.tui.prefs import prefs_path, remember, remembered_sorts, with_remembered
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         # Textual is imported here so other commands never load it.
         from fleetwatch.tui.app import create_app
 
-        app = create_app(settings, services=starting)
+        app = create_app(settings, services=starting, sorts=remembered_sorts(remembered))
         stopper.attach(app)
         try:
             app.run()
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             if stopper.signum is not None:
                 log.info("quit on %s", signal.Signals(stopper.signum).name)
             print("fleetwatch: stopping…", file=sys.stderr, flush=True)
-            remember(remembered, app.units, app.window)
+            remember(remembered, app.units, app.window, app.sorts)
             starting.stop()
     if app.start_failure is not None:
         print(f"fleetwatch: {app.start_failure}", file=sys.stderr)

@@ -30,9 +30,13 @@ pytestmark = pytest.mark.skipif(
 
 wait_until = partial(polling.wait_until, timeout_s=120.0)
 EXIT_TIMEOUT_S = 60.0
-REMEMBERED = {"units": "mi", "window": "6h"}
-"""Not the defaults: written back on exit only if the app started with them."""
 """Generous: quitting takes about a second, the ingestor's batch and the server's stop included."""
+REMEMBERED = {
+    "units": "mi",
+    "window": "6h",
+    "sorts": {"fleet-table": {"column": "kmpi", "reverse": True}},
+}
+"""Not the defaults: written back on exit only if the app started with them."""
 
 
 class Terminal:
@@ -108,8 +112,8 @@ def app(tmp_path: Path) -> Iterator[RunningApp]:
         FLEETWATCH_SIMULATOR__VEHICLES="5",
         FLEETWATCH_SIMULATOR__BACKFILL_HOURS="0.05",
     )
-    # Units and a window chosen in an earlier session: the app starts with them and
-    # writes them back when it stops.
+    # Units, a window and a table order chosen in an earlier session: the app starts
+    # with them and writes them back when it stops.
     state = home / "data" / "fleetwatch" / "ui-state.json"
     state.parent.mkdir(parents=True)
     state.write_text(json.dumps(REMEMBERED), encoding="utf-8")

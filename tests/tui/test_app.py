@@ -238,6 +238,39 @@ def test_the_vehicle_charts_share_their_time_axis_row_and_the_speed_unit_is_in_i
     drive(make_app(), scenario, size=NARROW)
 
 
+def test_table_orders_come_back_and_a_changed_one_is_kept_for_the_next_start(
+    make_app: AppFactory,
+) -> None:
+    remembered = {
+        "fleet-table": ("speed", True),
+        "alerts-table": ("no-such-column", False),  # from another version: left out
+    }
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        fleet = table(app, "fleet")
+        assert (fleet.sort_column, fleet.sort_reverse) == ("speed", True)
+        speeds = [v.speed_kmh for v in fleet.shown_rows]
+        assert speeds == sorted(speeds, reverse=True)
+        assert app.sorts == {"fleet-table": ("speed", True)}
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        await pilot.press("o")
+        alerts = table(app, "alerts")
+        chosen = (alerts.sort_column, alerts.sort_reverse)
+        await wait_for(pilot, lambda: app.sorts.get("alerts-table") == chosen)
+        # Back to a table's own order: nothing to remember for it.
+        await pilot.press("1")
+        await wait_for(pilot, rendered(app, "fleet"))
+        fleet.focus()
+        await pilot.press("o")
+        assert fleet.sort_column == "battery"
+        while fleet.sort_column != "vehicle":
+            await pilot.press("o")
+        await wait_for(pilot, lambda: "fleet-table" not in app.sorts)
+
+    drive(make_app(sorts=remembered), scenario)
+
+
 def test_alert_filters_by_state_severity_and_rule(make_app: AppFactory) -> None:
     async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
         await pilot.press("3")

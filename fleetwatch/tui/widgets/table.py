@@ -82,6 +82,19 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         def control(self) -> SnapshotTable[Any]:
             return self.table
 
+    class Sorted(Message):
+        """The operator sorted the table: by ``column`` (a column key), reversed or not."""
+
+        def __init__(self, table: SnapshotTable[Any], column: str, reverse: bool) -> None:
+            super().__init__()
+            self.table = table
+            self.column = column
+            self.reverse = reverse
+
+        @property
+        def control(self) -> SnapshotTable[Any]:
+            return self.table
+
     def __init__(
         self,
         columns: Sequence[Column[T]],
@@ -105,6 +118,8 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
         self._search_text = search_text
         self.sort_column = sort_column
         self.sort_reverse = sort_reverse
+        self.default_sort = (sort_column, sort_reverse)
+        """The order the table starts in."""
         self.filter_text = ""
         self._rows: tuple[T, ...] = ()
         self._shown: list[T] = []
@@ -273,24 +288,36 @@ class SnapshotTable(DataTable[Cell], Generic[T]):
 
     # -- actions ----------------------------------------------------------------
 
+    def restore_sort(self, column_key: str, reverse: bool) -> bool:
+        """Sort as remembered from an earlier session, if the table still has that column."""
+        if column_key not in {column.key for column in self.spec}:
+            return False
+        self.sort_by(column_key, reverse=reverse)
+        return True
+
+    def _sort_chosen(self, column_key: str, *, reverse: bool | None = None) -> None:
+        self.sort_by(column_key, reverse=reverse)
+        assert self.sort_column is not None
+        self.post_message(self.Sorted(self, self.sort_column, self.sort_reverse))
+
     def action_cycle_sort(self) -> None:
         # Every column, including those a narrow table hides: sorting by one shows it.
         keys = [column.key for column in self.spec]
         if self.sort_column not in keys:
-            self.sort_by(keys[0], reverse=False)
+            self._sort_chosen(keys[0], reverse=False)
             return
         index = (keys.index(self.sort_column) + 1) % len(keys)
-        self.sort_by(keys[index], reverse=False)
+        self._sort_chosen(keys[index], reverse=False)
 
     def action_reverse_sort(self) -> None:
         if self.sort_column is None:
-            self.sort_by(self.spec[0].key, reverse=True)
+            self._sort_chosen(self.spec[0].key, reverse=True)
         else:
-            self.sort_by(self.sort_column, reverse=not self.sort_reverse)
+            self._sort_chosen(self.sort_column, reverse=not self.sort_reverse)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
-        self.sort_by(str(event.column_key.value))
+        self._sort_chosen(str(event.column_key.value))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
