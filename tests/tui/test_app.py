@@ -344,6 +344,13 @@ def test_acknowledge_and_silence_from_the_alerts_view(make_app: AppFactory) -> N
         ]
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(app.screen, DurationModal))
+        # ? lists the dialog's keys; closing the list goes back to the dialog.
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        assert isinstance(app.screen, HelpScreen)
+        assert ("esc", "Cancel", "modal.cancel") in app.screen.rows
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, DurationModal))
         await pilot.press("escape")
         await pilot.pause()
         assert len(source.silences) == 1

@@ -35,6 +35,8 @@ class DurationModal(ModalScreen[timedelta | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="modal.cancel"),
+        # The app's keys do not reach a dialog: help is bound here too.
+        Binding("question_mark", "app.help", "Help", id="help", tooltip="Show every key"),
     ]
 
     def __init__(self, title: str, detail: str, choices: tuple[timedelta, ...]) -> None:
@@ -51,7 +53,7 @@ class DurationModal(ModalScreen[timedelta | None]):
                 *(Option(f"for {fmt.duration(c)}", id=str(i)) for i, c in enumerate(self._choices)),
                 id="duration-choices",
             )
-            yield Static("Enter chooses · Esc cancels", classes="dialog-hint")
+            yield Static("Enter chooses · Esc cancels · ? help", classes="dialog-hint")
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
