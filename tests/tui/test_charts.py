@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
-from fleetwatch.tui.widgets.charts import TimeAxis, _tick_label, value_ticks
+from textual.app import App, ComposeResult
+from textual.geometry import Region
+
+from fleetwatch.tui.widgets.charts import BarChart, BarData, TimeAxis, _tick_label, value_ticks
 
 
 def test_count_ticks_are_whole_numbers() -> None:
@@ -36,3 +40,37 @@ def test_time_ticks_fall_on_round_times_within_the_axis() -> None:
         assert labels == expected, (span, labels)
         assert len(positions) <= 4
         assert all(axis.x(axis.start) <= p <= 0 for p in positions)
+
+
+def test_the_legend_of_a_bar_chart_stays_above_the_tallest_bar() -> None:
+    class OneChart(App[None]):
+        CSS = "BarChart { width: 60; height: 14; }"
+
+        def compose(self) -> ComposeResult:
+            yield BarChart("events")
+
+    async def draw() -> list[str]:
+        app = OneChart()
+        async with app.run_test(size=(60, 14)) as pilot:
+            chart = app.query_one(BarChart)
+            # The tallest bars come first, where plotext draws the legend.
+            chart.set_data(
+                BarData(
+                    labels=("a", "b", "c", "d"),
+                    values=((5.0, 1.0, 0.0, 2.0), (5.0, 0.0, 3.0, 1.0)),
+                    names=("interventions", "disengagements"),
+                )
+            )
+            await pilot.pause()
+            strips = chart.render_lines(Region(0, 0, *chart.outer_size))
+            return [strip.text for strip in strips]
+
+    lines = asyncio.run(draw())
+    legend = max(i for i, line in enumerate(lines) if "disengagements" in line)
+    swatch = lines[legend].index("disengagements") - 1
+    # From the bottom of the plot up, the first bar's column is solid to its top.
+    bottom = max(i for i, line in enumerate(lines) if line[swatch] != " " and i > legend)
+    top = bottom
+    while lines[top - 1][swatch] not in " │":
+        top -= 1
+    assert top > legend + 1, "\n".join(lines)  # a free row between them

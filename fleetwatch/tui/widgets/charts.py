@@ -255,7 +255,17 @@ class BarChart(Chart):
         high = max(max(v) for v in values)
         positions = value_ticks(high, integer=data.counts)
         plt.yticks(positions, [_tick_label(p) for p in positions])
+        if len(data.values) > 1 and data.names:
+            plt.ylim(0, self._legend_headroom(high, len(data.names)))
         return True
+
+    def _legend_headroom(self, high: float, legend_rows: int) -> float:
+        """The top of the value axis that leaves the legend's rows (plotext draws it top
+        left, over the bars) above the tallest bar."""
+        # The plot's rows: the widget's less the title, the frame and the time axis.
+        rows = max(self.content_size.height - 4, 1)
+        free = max(rows - legend_rows - 1, 1)
+        return high * max(rows / free, 1.0)
 
     def _place_ticks(self, plt: Any, ticks: tuple[tuple[float, str], ...]) -> None:
         """Given ticks, every n-th of them when they do not all fit."""
