@@ -442,7 +442,8 @@ def test_the_status_bar_always_shows_the_time_of_the_data(make_app: AppFactory) 
 
 
 class LongSummarySource(FixedSource):
-    """Every collision alert with the longest summary the rule writes, one acknowledged."""
+    """Every collision alert with the longest summary the rule writes (105 ft in miles),
+    one pending, acknowledged and silenced: the longest state."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -450,19 +451,25 @@ class LongSummarySource(FixedSource):
         alerts = []
         for alert in data.alerts:
             if alert.rule == "collision_risk":
-                summary = collision_summary("motorcycle", 1.2, 13.4)
+                summary = collision_summary("motorcycle", 1.9, 32.0)
                 alert = replace(alert, state="firing", summary=summary)
             alerts.append(alert)
         first = next(i for i, a in enumerate(alerts) if a.rule == "collision_risk")
+        later = data.now + timedelta(hours=1)
         alerts[first] = replace(
-            alerts[first], acked_by="tester", ack_until=data.now + timedelta(hours=1)
+            alerts[first],
+            state="pending",
+            acked_by="tester",
+            ack_until=later,
+            silenced_until=later,
         )
         self.dataset = replace(data, alerts=alerts)
 
 
+@pytest.mark.parametrize("size", [NARROW, (100, 30)])
 @pytest.mark.parametrize("units", ["km", "mi"])
-def test_the_longest_collision_summary_is_whole_at_80_columns_even_acknowledged(
-    make_app: AppFactory, units: str
+def test_the_longest_collision_summary_is_whole_even_acknowledged_and_silenced(
+    make_app: AppFactory, units: str, size: tuple[int, int]
 ) -> None:
     async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
         if units == "mi":
@@ -479,9 +486,9 @@ def test_the_longest_collision_summary_is_whole_at_80_columns_even_acknowledged(
         assert collisions and any(row.acked_by for row, _ in collisions)
         for row, line in collisions:
             assert fmt.alert_summary(row.summary, app.units) in line, line
-            assert ("firing ack" in line) is bool(row.acked_by), line
+            assert ("pending ack muted" in line) is bool(row.acked_by), line
 
-    drive(make_app(LongSummarySource()), scenario, size=NARROW)
+    drive(make_app(LongSummarySource()), scenario, size=size)
 
 
 def test_a_wide_alerts_table_names_severities_and_rules_in_full(make_app: AppFactory) -> None:

@@ -33,8 +33,8 @@ NARROW_ALERTS: Final = 100
 ``collision``), so that a collision summary is whole on 80 columns."""
 
 
-SUMMARY_MIN_NARROW: Final = 28
-"""The summary's least width in a narrow alerts table."""
+SUMMARY_MIN: Final = len("motorcycle TTC 1.9 s at 105 ft")
+"""The summary's least width: the longest collision summary, in either units."""
 
 
 def alert_columns(
@@ -113,9 +113,8 @@ def alert_columns(
             lambda a: _summary_cell(a, context),
             lambda a: a.summary,
             export=lambda a: fmt.alert_summary(a.summary, context.units),
-            # Room for the longest collision summary ("motorcycle TTC 1.2 s at 13 m"):
-            # the first-seen time and the count give way to it on 80 columns.
-            width=SUMMARY_MIN_NARROW if narrow else 21,
+            # The first-seen time and the count give way to it on 80 columns.
+            width=SUMMARY_MIN,
             flex=True,
         ),
     ]
@@ -149,7 +148,7 @@ def _state_cell(alert: AlertRow, context: RenderContext) -> Text:
     text = styled(alert.state, STATE_STYLE)
     if alert.acknowledged(context.now):
         text.append(" ack", style="dim")
-    elif alert.silenced(context.now):
+    if alert.silenced(context.now):
         text.append(" muted", style="dim")
     return text
 
