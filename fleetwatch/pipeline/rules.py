@@ -238,8 +238,11 @@ def _number(value: float) -> str:
     return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
 
 
-SPEED_SUMMARY: Final = re.compile(r"(?P<speed>\d+(?:\.\d)?) km/h in a (?P<limit>\d+(?:\.\d)?) zone")
-"""The shape of :func:`speed_summary`, for showing a stored summary in other units."""
+SPEED_SUMMARY: Final = re.compile(
+    r"(?P<speed>\d+(?:\.\d)?) km/h in a (?P<limit>\d+(?:\.\d)?)(?: km/h)? zone"
+)
+"""The shape of :func:`speed_summary` (and of the earlier ``85.2 km/h in a 50 zone``),
+for showing a stored summary in whole numbers and other units."""
 COLLISION_SUMMARY: Final = re.compile(
     r"(?P<object_class>\S+) TTC (?P<ttc>\d+\.\d) s at (?P<distance>\d+) m"
 )
@@ -247,7 +250,9 @@ COLLISION_SUMMARY: Final = re.compile(
 
 
 def speed_summary(speed_kmh: float, limit_kmh: float) -> str:
-    return f"{_number(speed_kmh)} km/h in a {_number(limit_kmh)} zone"
+    """``85.2 km/h in a 50 km/h zone``; shown in whole numbers, as speeds are elsewhere
+    (see ``fleetwatch.tui.format.alert_summary``)."""
+    return f"{_number(speed_kmh)} km/h in a {_number(limit_kmh)} km/h zone"
 
 
 def battery_summary(battery_pct: float) -> str:

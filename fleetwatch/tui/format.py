@@ -76,12 +76,15 @@ def alert_summary(summary: str, units: Units) -> str:
     """An alert's summary, which the rules write in metric units, in ``units``: with miles
     a speed summary reads in mph and a collision summary's distance in feet. Other
     summaries (battery, silence) have no unit to change and are shown as written."""
-    if units == "km":
-        return summary
     speeding = SPEED_SUMMARY.fullmatch(summary)
     if speeding:
-        speed, limit = (float(speeding[name]) / KM_PER_MILE for name in ("speed", "limit"))
-        return f"{speed:.0f} mph in a {limit:.0f} mph zone"
+        # Written again, so a summary stored in an earlier shape reads as the rest.
+        scale = 1.0 if units == "km" else 1 / KM_PER_MILE
+        speed, limit = (float(speeding[name]) * scale for name in ("speed", "limit"))
+        unit = speed_unit(units)
+        return f"{speed:.0f} {unit} in a {limit:.0f} {unit} zone"
+    if units == "km":
+        return summary
     collision = COLLISION_SUMMARY.fullmatch(summary)
     if collision:
         distance = object_distance(float(collision["distance"]), units)

@@ -65,8 +65,11 @@ def test_near_misses_in_miles_show_feet_and_mph_and_export_them(make_app: AppFac
 
 
 def test_alert_summaries_follow_the_units() -> None:
-    assert fmt.alert_summary(speed_summary(152.3, 50), "km") == "152.3 km/h in a 50 zone"
+    assert fmt.alert_summary(speed_summary(152.3, 50), "km") == "152 km/h in a 50 km/h zone"
     assert fmt.alert_summary(speed_summary(152.3, 50), "mi") == "95 mph in a 31 mph zone"
+    # A summary stored in the earlier shape (tenths, no unit on the limit) reads the same.
+    assert fmt.alert_summary("56.4 km/h in a 40.2 zone", "km") == "56 km/h in a 40 km/h zone"
+    assert fmt.alert_summary("56.4 km/h in a 40.2 zone", "mi") == "35 mph in a 25 mph zone"
     collision = collision_summary("pedestrian", 1.74, 16.2)
     # The summary holds whole metres (16 m), which read as 52 ft.
     assert fmt.alert_summary(collision, "mi") == "pedestrian TTC 1.7 s at 52 ft"

@@ -264,7 +264,7 @@ def test_speed_breach_count_worst_value_summary_and_escalation() -> None:
     alert = transitions[-1].alert
     assert alert.breach_count == 12
     assert alert.value == pytest.approx(35.0)
-    assert alert.summary == "85 km/h in a 50 zone"
+    assert alert.summary == "85 km/h in a 50 km/h zone"
     assert transitions[0].value == pytest.approx(12.0)  # value when the change happened
     assert engine.open_count() == 1
 
@@ -275,7 +275,7 @@ def test_speed_critical_while_pending_fires_as_critical_without_extra_transition
         (0, "pending", "warning"),
         (10, "firing", "critical"),
     ]
-    assert transitions[-1].alert.summary == "90 km/h in a 50 zone"
+    assert transitions[-1].alert.summary == "90 km/h in a 50 km/h zone"
 
 
 # --------------------------------------------------------------------------- battery
