@@ -102,6 +102,7 @@ VIEW_TITLES: dict[ViewName, str] = {
 VIEW_ACTIONS: dict[str, tuple[ViewName, ...]] = {
     "acknowledge": ("alerts",),
     "silence": ("alerts",),
+    "alert_filters": ("alerts",),
     "step_vehicle": ("vehicle",),
     "live": ("vehicle",),
     "filter": ("fleet", "alerts", "interventions", "perception"),
@@ -270,6 +271,14 @@ class FleetwatchApp(App[int]):
             "Live",
             id="vehicle.live",
             tooltip="Back to live: the vehicle now instead of a past moment",
+        ),
+        Binding(
+            "f",
+            "alert_filters",
+            "Filters",
+            id="alert.filters",
+            show=False,
+            tooltip="Choose the state, severity and rule filters (Tab to the next one)",
         ),
         Binding(
             "escape", "go_back", "Back", id="back", show=False, tooltip="Back / close the filter"
@@ -776,6 +785,11 @@ class FleetwatchApp(App[int]):
         assert isinstance(view, AlertsPane)
         return view.selected_alert()
 
+    def action_alert_filters(self) -> None:
+        view = self._view("alerts")
+        assert isinstance(view, AlertsPane)
+        view.focus_filters()
+
     def action_acknowledge(self) -> None:
         alert = self._selected_alert()
         if alert is None or self.source is None:
@@ -992,6 +1006,7 @@ class FleetwatchApp(App[int]):
             ("Filter table", "Filter the current table", "filter"),
             ("Acknowledge alert", "Acknowledge the selected alert", "acknowledge"),
             ("Silence rule", "Silence the selected alert's rule for its vehicle", "silence"),
+            ("Alert filters", "Choose the alert state, severity and rule filters", "alert_filters"),
             ("Next vehicle", "Show the next vehicle", "step_vehicle(1)"),
             ("Back to live", "Show the vehicle now instead of a past moment", "live"),
             ("Previous vehicle", "Show the previous vehicle", "step_vehicle(-1)"),

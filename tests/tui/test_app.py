@@ -16,7 +16,7 @@ from textual.app import App, ComposeResult
 from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import Static
+from textual.widgets import Select, Static
 
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp
@@ -363,6 +363,27 @@ def test_acknowledge_and_silence_from_the_alerts_view(make_app: AppFactory) -> N
         assert " 1 ack/muted " in tile_text(app, "alerts")
 
     drive(make_app(source), scenario)
+
+
+def test_f_reaches_the_alert_filters_from_the_keyboard(make_app: AppFactory) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        listed = {binding_id for _keys, _label, binding_id in app.help_rows()}
+        assert "alert.filters" in listed
+        await pilot.press("f")
+        await wait_for(pilot, lambda: app.focused is not None)
+        assert app.focused is app.query_one("#filter-state", Select)
+        # Enter opens the list; down and Enter choose its first state.
+        await pilot.press("enter", "down", "enter")
+        alerts = table(app, "alerts")
+        await wait_for(pilot, lambda: len({a.state for a in alerts.shown_rows}) == 1)
+        chosen = app.query_one("#filter-state", Select).value
+        assert {a.state for a in alerts.shown_rows} == {chosen}
+        await pilot.press("tab")
+        assert app.focused is app.query_one("#filter-severity", Select)
+
+    drive(make_app(), scenario)
 
 
 def test_enter_on_an_alert_opens_its_vehicle_at_that_moment(make_app: AppFactory) -> None:

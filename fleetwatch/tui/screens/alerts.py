@@ -225,6 +225,10 @@ class AlertsPane(View):
                 rule_select.value = current
         self._apply(context)
 
+    def focus_filters(self) -> None:
+        """Put the focus on the first filter (the state); Enter opens it."""
+        self.query_one("#filter-state", Select).focus()
+
     def set_filters(
         self, *, state: str | None = None, severity: str | None = None, rule: str | None = None
     ) -> None:
