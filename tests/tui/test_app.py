@@ -828,6 +828,26 @@ def past_banner(app: FleetwatchApp) -> str:
     return str(banner.render()) if banner.display else ""
 
 
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_past_banner_keeps_to_one_line_with_the_key_back_to_live(
+    make_app: AppFactory, width: int
+) -> None:
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        alerts = table(app, "alerts")
+        oldest = min(alerts.shown_rows, key=lambda a: a.last_seen)
+        assert alerts.move_to_key(str(oldest.alert_id))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "PAST" in past_banner(app))
+        banner = app.query_one("#vehicle-past", Static)
+        assert banner.size.height == 1
+        assert past_banner(app).endswith("l back to live")
+        assert len(past_banner(app)) <= banner.size.width
+
+    drive(make_app(), scenario, size=(width, 30))
+
+
 def test_vehicle_view_at_a_past_moment_says_so_and_a_key_returns_to_live(
     make_app: AppFactory,
 ) -> None:

@@ -43,6 +43,15 @@ CAUSE_WIDTH = 18
 80 columns; longer ones end in "…"."""
 
 
+PAST_EXPLAINED: Final = (
+    " charts and lists as they were then, not live; the lines above are now  ",
+    " charts and lists as they were then; the lines above are now  ",
+    " as it was then  ",
+)
+"""What the past banner says between its time span and the key back to live, longest
+first: the first that fits the width is shown."""
+
+
 def speed_title(units: fmt.Units) -> str:
     return f"speed vs limit ({fmt.speed_unit(units)}), │ events"
 
@@ -183,12 +192,16 @@ class VehicleDetail(View):
         banner.display = past
         if not past:
             return
-        text = Text()
-        text.append(" PAST ", style="bold reverse magenta")
-        text.append(f" {_span(view)} UTC ", style="bold magenta")
-        text.append(" charts and lists as they were then, not live; the lines above are now  ")
-        text.append(context.live_key, style="bold")
-        text.append(" back to live")
+        # The longest explanation that keeps the banner to one line.
+        for middle in PAST_EXPLAINED:
+            text = Text()
+            text.append(" PAST ", style="bold reverse magenta")
+            text.append(f" {_span(view)} UTC ", style="bold magenta")
+            text.append(middle)
+            text.append(context.live_key, style="bold")
+            text.append(" back to live")
+            if text.cell_len <= self.size.width:
+                break
         banner.update(text)
 
     def _show_header(self, view: VehicleView, context: RenderContext, *, past: bool) -> None:
