@@ -904,7 +904,8 @@ class FleetwatchApp(App[int]):
         except OSError as error:
             self.post_message(ActionFailed(f"Could not write {path}: {error.strerror}"))
             return
-        self.post_message(ActionDone(f"{len(rows)} rows written to {path}", path=path))
+        written = f"{fmt.count(len(rows))} row{'' if len(rows) == 1 else 's'}"
+        self.post_message(ActionDone(f"{written} written to {path}", path=path))
 
     # ------------------------------------------------------------------ keys, help, palette
 

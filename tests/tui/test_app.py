@@ -764,6 +764,9 @@ def test_export_on_the_vehicle_view_names_the_vehicle_and_says_when_empty(
             with path.open(newline="") as handle:
                 header = next(csv.reader(handle))
             assert header[0] == "Time (UTC)" and header[-1] == "Speed (mph)"
+            rows = len(events.shown_rows)
+            written = f"{rows} row{'' if rows == 1 else 's'} written to {path}"
+            await wait_for(pilot, lambda: written in _last_notice(app))
         events.show_rows(())
         await pilot.press("e")
         await wait_for(pilot, lambda: "has no driving events" in _last_notice(app))
