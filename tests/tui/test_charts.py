@@ -42,16 +42,18 @@ def test_time_ticks_fall_on_round_times_within_the_axis() -> None:
         assert all(axis.x(axis.start) <= p <= 0 for p in positions)
 
 
-def test_the_legend_of_a_bar_chart_stays_above_the_tallest_bar() -> None:
+def draw_bars(height: int) -> list[str]:
+    """The lines of a 60-column bar chart of two groups, the tallest bars first."""
+
     class OneChart(App[None]):
-        CSS = "BarChart { width: 60; height: 14; }"
+        CSS = f"BarChart {{ width: 60; height: {height}; }}"
 
         def compose(self) -> ComposeResult:
             yield BarChart("events")
 
     async def draw() -> list[str]:
         app = OneChart()
-        async with app.run_test(size=(60, 14)) as pilot:
+        async with app.run_test(size=(60, height)) as pilot:
             chart = app.query_one(BarChart)
             # The tallest bars come first, where plotext draws the legend.
             chart.set_data(
@@ -65,7 +67,11 @@ def test_the_legend_of_a_bar_chart_stays_above_the_tallest_bar() -> None:
             strips = chart.render_lines(Region(0, 0, *chart.outer_size))
             return [strip.text for strip in strips]
 
-    lines = asyncio.run(draw())
+    return asyncio.run(draw())
+
+
+def test_the_legend_of_a_bar_chart_stays_above_the_tallest_bar() -> None:
+    lines = draw_bars(14)
     legend = max(i for i, line in enumerate(lines) if "disengagements" in line)
     swatch = lines[legend].index("disengagements") - 1
     # From the bottom of the plot up, the first bar's column is solid to its top.
@@ -74,3 +80,8 @@ def test_the_legend_of_a_bar_chart_stays_above_the_tallest_bar() -> None:
     while lines[top - 1][swatch] not in " │":
         top -= 1
     assert top > legend + 1, "\n".join(lines)  # a free row between them
+
+
+def test_a_bar_chart_too_short_for_its_legend_goes_without() -> None:
+    lines = draw_bars(10)
+    assert not any("interventions" in line for line in lines), "\n".join(lines)

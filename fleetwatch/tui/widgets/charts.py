@@ -231,6 +231,7 @@ class BarChart(Chart):
         plt: Any = self.plt
         labels = list(data.labels)
         values = [list(v) for v in data.values]
+        legend = len(data.values) > 1 and bool(data.names) and self._legend_fits(len(data.names))
         if len(data.values) == 1:
             plt.bar(
                 labels,
@@ -243,7 +244,7 @@ class BarChart(Chart):
             plt.multiple_bar(
                 labels,
                 values,
-                labels=list(data.names) or None,
+                labels=list(data.names) if legend else None,
                 color=list(data.colors[: len(data.values)]),
                 width=data.width,
                 marker=list(data.markers) or "sd",
@@ -255,17 +256,26 @@ class BarChart(Chart):
         high = max(max(v) for v in values)
         positions = value_ticks(high, integer=data.counts)
         plt.yticks(positions, [_tick_label(p) for p in positions])
-        if len(data.values) > 1 and data.names:
+        if legend:
             plt.ylim(0, self._legend_headroom(high, len(data.names)))
         return True
 
+    LEGEND_MIN_BAR_ROWS = 5
+    """A legend is drawn only when the bars keep at least this many rows under it; a
+    smaller chart goes without (its title and colours name the groups)."""
+
+    def _plot_rows(self) -> int:
+        # The widget's rows less the title, the frame and the time axis.
+        return max(self.content_size.height - 4, 1)
+
+    def _legend_fits(self, legend_rows: int) -> bool:
+        return self._plot_rows() - legend_rows - 1 >= self.LEGEND_MIN_BAR_ROWS
+
     def _legend_headroom(self, high: float, legend_rows: int) -> float:
         """The top of the value axis that leaves the legend's rows (plotext draws it top
-        left, over the bars) above the tallest bar."""
-        # The plot's rows: the widget's less the title, the frame and the time axis.
-        rows = max(self.content_size.height - 4, 1)
-        free = max(rows - legend_rows - 1, 1)
-        return high * max(rows / free, 1.0)
+        left, over the bars) and one more above the tallest bar."""
+        rows = self._plot_rows()
+        return high * rows / (rows - legend_rows - 1)
 
     def _place_ticks(self, plt: Any, ticks: tuple[tuple[float, str], ...]) -> None:
         """Given ticks, every n-th of them when they do not all fit."""
