@@ -188,7 +188,8 @@ class FleetwatchApp(App[int]):
     TITLE = "fleetwatch"
     HORIZONTAL_BREAKPOINTS = [
         (0, "-narrow"),
-        (100, "-wide"),
+        (100, "-medium"),
+        (120, "-wide"),
     ]
 
     BINDINGS: ClassVar[list[BindingType]] = [

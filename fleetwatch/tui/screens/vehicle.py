@@ -53,7 +53,9 @@ first: the first that fits the width is shown."""
 
 
 def speed_title(units: fmt.Units) -> str:
-    return f"speed vs limit ({fmt.speed_unit(units)}), │ events"
+    """Short enough for the chart at 80 columns: plotext leaves out a title wider than
+    its plot. The legend names the speed and the limit."""
+    return f"speed {fmt.speed_unit(units)}, │ events"
 
 
 def event_columns(context: RenderContext, *, dated: bool = False) -> list[Column[DrivingEventRow]]:
