@@ -244,9 +244,10 @@ SPEED_SUMMARY: Final = re.compile(
 """The shape of :func:`speed_summary` (and of the earlier ``85.2 km/h in a 50 zone``),
 for showing a stored summary in whole numbers and other units."""
 COLLISION_SUMMARY: Final = re.compile(
-    r"(?P<object_class>\S+) TTC (?P<ttc>\d+\.\d) s at (?P<distance>\d+) m"
+    r"(?P<object_class>\S+) TTC (?P<ttc>\d+\.\d) s at (?P<distance>\d+(?:\.\d)?) m"
 )
-"""The shape of :func:`collision_summary`, for showing a stored summary in other units."""
+"""The shape of :func:`collision_summary` (and of the earlier, in whole metres), for
+showing a stored summary in whole metres or in feet."""
 
 
 def speed_summary(speed_kmh: float, limit_kmh: float) -> str:
@@ -260,7 +261,9 @@ def battery_summary(battery_pct: float) -> str:
 
 
 def collision_summary(object_class: str, ttc_s: float, distance_m: float) -> str:
-    return f"{object_class} TTC {ttc_s:.1f} s at {distance_m:.0f} m"
+    """``car TTC 1.2 s at 13.4 m``: the distance in tenths, so that in feet it reads as
+    the perception view's; shown in whole metres."""
+    return f"{object_class} TTC {ttc_s:.1f} s at {distance_m:.1f} m"
 
 
 def silent_summary(silent_s: float) -> str:

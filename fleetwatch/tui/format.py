@@ -73,9 +73,10 @@ def closing_speed_unit(units: Units) -> str:
 
 
 def alert_summary(summary: str, units: Units) -> str:
-    """An alert's summary, which the rules write in metric units, in ``units``: with miles
-    a speed summary reads in mph and a collision summary's distance in feet. Other
-    summaries (battery, silence) have no unit to change and are shown as written."""
+    """An alert's summary, which the rules write in metric units with tenths, in
+    ``units`` and whole numbers: with miles a speed summary reads in mph and a collision
+    summary's distance in feet. Other summaries (battery, silence) have no unit to change
+    and are shown as written."""
     speeding = SPEED_SUMMARY.fullmatch(summary)
     if speeding:
         # Written again, so a summary stored in an earlier shape reads as the rest.
@@ -83,11 +84,10 @@ def alert_summary(summary: str, units: Units) -> str:
         speed, limit = (float(speeding[name]) * scale for name in ("speed", "limit"))
         unit = speed_unit(units)
         return f"{speed:.0f} {unit} in a {limit:.0f} {unit} zone"
-    if units == "km":
-        return summary
     collision = COLLISION_SUMMARY.fullmatch(summary)
     if collision:
-        distance = object_distance(float(collision["distance"]), units)
+        metres = float(collision["distance"])
+        distance = f"{metres:.0f} m" if units == "km" else object_distance(metres, units)
         return f"{collision['object_class']} TTC {collision['ttc']} s at {distance}"
     return summary
 

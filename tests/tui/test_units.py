@@ -18,9 +18,11 @@ from fleetwatch.pipeline.rules import (
 )
 from fleetwatch.tui import format as fmt
 from fleetwatch.tui.app import FleetwatchApp
+from fleetwatch.tui.screens.alerts import _search_text
 from fleetwatch.tui.snapshots import AlertRow, NearMiss
 from fleetwatch.tui.widgets.table import SnapshotTable
 from tests.tui.conftest import AppFactory, drive, rendered, screen_lines, wait_for
+from tests.tui.sample import FIXED_NOW
 
 
 def test_conversions() -> None:
@@ -71,8 +73,15 @@ def test_alert_summaries_follow_the_units() -> None:
     assert fmt.alert_summary("56.4 km/h in a 40.2 zone", "km") == "56 km/h in a 40 km/h zone"
     assert fmt.alert_summary("56.4 km/h in a 40.2 zone", "mi") == "35 mph in a 25 mph zone"
     collision = collision_summary("pedestrian", 1.74, 16.2)
-    # The summary holds whole metres (16 m), which read as 52 ft.
-    assert fmt.alert_summary(collision, "mi") == "pedestrian TTC 1.7 s at 52 ft"
+    # Tenths of a metre are kept, so the feet are those of the perception view (53 ft,
+    # not the 52 ft of 16 m); metres show whole.
+    assert fmt.alert_summary(collision, "mi") == "pedestrian TTC 1.7 s at 53 ft"
+    assert fmt.object_distance(16.2, "mi") == "53 ft"
+    assert fmt.alert_summary(collision, "km") == "pedestrian TTC 1.7 s at 16 m"
+    # A summary stored in whole metres reads as before.
+    assert (
+        fmt.alert_summary("pedestrian TTC 1.7 s at 16 m", "mi") == "pedestrian TTC 1.7 s at 52 ft"
+    )
     for unchanged in (battery_summary(18.2), silent_summary(84), "written by hand"):
         assert fmt.alert_summary(unchanged, "mi") == unchanged
 
@@ -99,3 +108,20 @@ def test_alerts_in_miles_show_speeds_in_mph_and_distances_in_feet(make_app: AppF
         assert " mph zone" in str(table.get_cell(str(shown["speed_violation"].alert_id), "summary"))
 
     drive(make_app(), scenario)
+
+
+def test_the_alert_filter_matches_a_summary_as_it_is_shown() -> None:
+    alert = AlertRow(
+        alert_id=1,
+        vehicle_id="AV-001",
+        rule="collision_risk",
+        state="firing",
+        severity="critical",
+        first_seen=FIXED_NOW,
+        last_seen=FIXED_NOW,
+        count=1,
+        summary=collision_summary("car", 1.4, 11.0),
+    )
+    assert alert.summary == "car TTC 1.4 s at 11.0 m"
+    words = _search_text(alert)
+    assert "car TTC 1.4 s at 11 m" in words and "car TTC 1.4 s at 36 ft" in words

@@ -369,11 +369,11 @@ def test_collision_classes_come_from_settings() -> None:
 def test_collision_summary_and_worst_value() -> None:
     _, transitions = run([perception(0), perception(0.5, distance=6.0, closing=6.0)])
     alert = transitions[0].alert
-    assert alert.summary == "pedestrian TTC 1.0 s at 6 m"
+    assert alert.summary == "pedestrian TTC 1.0 s at 6.0 m"
     assert alert.value == pytest.approx(1.0)
     assert alert.breach_count == 2
     _, transitions = run([perception(0)])
-    assert transitions[0].alert.summary == "pedestrian TTC 1.4 s at 9 m"
+    assert transitions[0].alert.summary == "pedestrian TTC 1.4 s at 9.0 m"
 
 
 COLLISION_RESOLUTION_CASES = [

@@ -138,9 +138,11 @@ def _in_state(alert: AlertRow, state: str | None, now: datetime) -> bool:
 
 
 def _search_text(alert: AlertRow) -> str:
-    """What ``/`` matches: every word an alert is shown with, in full."""
+    """What ``/`` matches: every word an alert is shown with, in full (its summary as
+    shown in either units)."""
+    summaries = (fmt.alert_summary(alert.summary, units) for units in ("km", "mi"))
     return " ".join(
-        (alert.state, alert.severity, fmt.rule(alert.rule), alert.vehicle_id, alert.summary)
+        (alert.state, alert.severity, fmt.rule(alert.rule), alert.vehicle_id, *summaries)
     )
 
 
