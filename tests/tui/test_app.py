@@ -692,6 +692,7 @@ def test_backfill_shows_loading_history_not_silent_vehicles(make_app: AppFactory
         ]
         assert "silent" not in statuses  # shown as loading while history loads
         assert "loading" in statuses
+        assert tile_text(app, "vehicles").endswith("others loading")
         silent = next(r for r in table(app, "fleet").shown_rows if r.status == "silent")
         app.open_vehicle(silent.vehicle_id)
         await wait_for(pilot, rendered(app, "vehicle"))
@@ -703,6 +704,8 @@ def test_backfill_shows_loading_history_not_silent_vehicles(make_app: AppFactory
         status.value = replace(status.value, backfill_pct=None)
         app.request_refresh()
         await wait_for(pilot, lambda: notice(app, "alerts") == "")
+        await pilot.press("1")
+        await wait_for(pilot, lambda: tile_text(app, "vehicles").endswith(" moving"))
 
     drive(make_app(status=status), scenario)
 

@@ -153,10 +153,13 @@ class FleetPane(View):
 
     def _show_kpis(self, kpis: FleetKpis, context: RenderContext) -> None:
         units = context.units
+        # While history loads, vehicles whose data has not reached the present yet are
+        # loading, not silent: the count of those reporting says little then.
+        loading = context.loading_pct is not None and kpis.vehicles_reporting < kpis.vehicles_total
         self.query_one("#kpi-vehicles", KpiTile).show(
             "Reporting",
             f"{kpis.vehicles_reporting} / {kpis.vehicles_total}",
-            f"{kpis.vehicles_moving} moving",
+            "others loading" if loading else f"{kpis.vehicles_moving} moving",
         )
         self.query_one("#kpi-distance", KpiTile).show(
             "Distance",
