@@ -9,8 +9,11 @@ it has not stored and resumes by itself. :meth:`Ingestor.stats` is a frozen snap
 the app polls from another thread.
 
 Per vehicle the loop keeps the last odometer reading (for ``step_km``) and the alert
-engine's state; both are loaded from the database the first time a vehicle shows up
-and dropped when its partitions go to another consumer.
+engine's state; both are loaded from the database the first time a vehicle shows up,
+or when its partition is assigned (``vehicles.kafka_partition``, so a vehicle silent
+since before the assignment is still watched), and dropped when its partitions go to
+another consumer. With nothing to consume the loop still judges by the watermark once
+a second, so silences fire at the end of a backlog too.
 
 With ``IngestParams.retention_days`` set, the loop also drops raw events older than
 that at start and every ``retention_every_s`` (``rollups.enforce_retention``, in a
@@ -70,6 +73,7 @@ from fleetwatch.store.writer import (
     load_offsets,
     perception_row,
     telemetry_row,
+    vehicles_of_partitions,
     write_batch,
 )
 from fleetwatch.transport.base import Consumer, Record, TopicPartition
@@ -101,6 +105,9 @@ about 20 collections taking 0.7-1.0 s of a 6 s run with a threshold of 50,000, o
 with 1,000,000."""
 IDLE_PARTITION_S: Final = 5.0
 """A partition that delivered nothing for this long no longer holds the watermark back."""
+
+IDLE_TICK_S: Final = 1.0
+"""With nothing to consume, how often the loop sees whether the watermark moved on."""
 
 RULE_TOPIC: Final[dict[str, str]] = {COLLISION_RISK: PERCEPTION_TOPIC}
 """The stream that drives each rule (default: telemetry); an alert is resumed only by
@@ -346,8 +353,15 @@ class Ingestor:
         self._odometer: dict[str, float] = {}
         self._vehicle_partition: dict[str, int] = {}
         self._partition_vehicles: dict[int, set[str]] = {}
+        self._to_watch: set[int] = set()
+        """Partition numbers assigned since the last batch: the vehicles stored with them
+        are loaded before it, so one already silent is watched though it sends nothing."""
+        self._partition_recorded: set[str] = set()
+        """Vehicles whose partition number this consumer has had written with a batch."""
         self._partition_time: dict[TopicPartition, tuple[datetime, float]] = {}
         self._watermark: datetime | None = None
+        self._ticked: datetime | None = None  # the watermark the engine last judged by
+        self._next_idle_tick = 0.0  # monotonic time
         self._capabilities: Capabilities | None = None
         self._next_retention = 0.0  # monotonic time of the next retention run
 
@@ -462,6 +476,7 @@ class Ingestor:
             stored = {}
         for tp in partitions:
             self._planned[tp] = stored.get(tp)
+        self._to_watch |= {number for _, number in partitions}
         self._last_record = time.monotonic()
         return stored
 
@@ -491,6 +506,7 @@ class Ingestor:
         self.engine.forget(vehicles)
         for vehicle in vehicles:
             self._odometer.pop(vehicle, None)
+            self._partition_recorded.discard(vehicle)
             number = self._vehicle_partition.pop(vehicle, None)
             if number is not None:
                 self._partition_vehicles.get(number, set()).discard(vehicle)
@@ -519,6 +535,8 @@ class Ingestor:
                 self._recover_if_refused()
                 if self._pending:
                     self._flush()
+                else:
+                    self._tick_while_idle()
                 self._commit_to_transport()
                 self._refresh_lag()
                 self._retention_if_due()
@@ -620,6 +638,22 @@ class Ingestor:
                 self._planned[tp] = offset
         self._queue.put(prepared)
 
+    def _tick_while_idle(self) -> None:
+        """With nothing to consume, partitions that have gone quiet stop holding the
+        watermark back: judge by it and write what changes (a silence firing, a collision
+        alert resolving), as the next batch would have. Without this, the end of a backlog
+        or a fleet that stopped sending left those changes until more data came."""
+        now = time.monotonic()
+        if now < self._next_idle_tick or self._writer_error is not None:
+            return
+        self._next_idle_tick = now + IDLE_TICK_S
+        watermark = self._current_watermark()
+        if watermark is None or (self._ticked is not None and watermark <= self._ticked):
+            return
+        prepared = self._with_db(lambda c: self._prepare(c, []))
+        if prepared is not None and (prepared.batch.alerts or prepared.batch.transitions):
+            self._queue.put(prepared)
+
     def _drain(self) -> None:
         """Wait until the writer has written or dropped every batch handed to it."""
         self._queue.join()
@@ -706,6 +740,7 @@ class Ingestor:
         self._forget(vehicles)
         self._pending = []  # fetched after the dropped batches: read again after the seek
         partitions = sorted(self._planned)
+        self._to_watch |= {number for _, number in partitions}
         stored = self._with_db(lambda c: load_offsets(c, self.params.group, partitions)) or {}
         for tp in partitions:
             self._planned[tp] = stored.get(tp)
@@ -721,7 +756,22 @@ class Ingestor:
         # A vehicle's key puts it in the same partition number of every stream.
         home = {m.vehicle_id: number for (_, number), m in messages}
         vehicles = set(home)
-        self._first_sight(conn, home)
+        if self._to_watch:
+            # Vehicles of newly assigned partitions, whether they send or not.
+            stored = vehicles_of_partitions(conn, self._to_watch)
+            self._to_watch = set()
+            self._first_sight(conn, {**stored, **home})
+        else:
+            self._first_sight(conn, home)
+        unrecorded = home.keys() - self._partition_recorded
+        if unrecorded:
+            # Recorded with the vehicle's stored state, which telemetry writes.
+            batch.partitions = {
+                m.vehicle_id: home[m.vehicle_id]
+                for _, m in messages
+                if m.vehicle_id in unrecorded and isinstance(m, TELEMETRY_TYPES)
+            }
+            self._partition_recorded.update(batch.partitions)
         # In event-time order, so the last time seen per partition is its latest.
         self._advance_partition_times({tp: m.time for tp, m in messages})
 
@@ -732,6 +782,7 @@ class Ingestor:
         watermark = self._current_watermark()
         if watermark is not None:
             engine.tick(watermark)
+            self._ticked = watermark
         alerts, transitions = engine.take_changes()
         prepared = _snapshot(alerts, transitions)
         batch.alerts = prepared.batch.alerts
@@ -799,7 +850,8 @@ class Ingestor:
 
         A partition holds the watermark back while it has a backlog or delivered within
         ``IDLE_PARTITION_S``; a caught-up partition gone quiet (its vehicles stopped
-        sending) no longer does. While a partition with a backlog has delivered nothing
+        sending) no longer does, and once all are quiet the watermark is the latest event
+        time seen. While a partition with a backlog has delivered nothing
         yet, the watermark stays where it is. Without this, a consumer working through a
         backlog unevenly (Kafka fetches partition by partition) took the lagging
         partitions' vehicles for silent.
@@ -813,8 +865,11 @@ class Ingestor:
             for tp, (t, seen) in self._partition_time.items()
             if now - seen < IDLE_PARTITION_S or lags.get(tp, 0) > 0
         ]
-        if not active:
-            active = [t for t, _ in self._partition_time.values()]
+        if not active and self._partition_time:
+            # Every partition caught up and quiet: the fleet has got as far as the latest
+            # event seen anywhere (the least would leave the watermark at a sparse
+            # partition's last driving event, and a vehicle silent since never judged).
+            active = [max(t for t, _ in self._partition_time.values())]
         if not active:
             return self._watermark
         candidate = min(active)

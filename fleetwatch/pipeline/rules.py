@@ -55,7 +55,8 @@ re-notifies. Restarts: :meth:`AlertEngine.load` takes the open alerts of the veh
 exactly where the previous owner stopped; the alert columns of ``sql/001_core.sql``
 are sufficient. ``load`` ignores vehicles the engine already tracks, so the ingestor
 can load lazily: before observing a batch, load the alerts and ``vehicles.last_seen``
-of ``engine.unknown_vehicles(batch_vehicle_ids)``.
+of ``engine.unknown_vehicles(batch_vehicle_ids)`` (and of the vehicles of newly
+assigned partitions, which may send nothing more).
 
 Assumptions the ingestor must keep: each stream of a vehicle arrives in event-time
 order (one Kafka partition per key); a batch mixing topics is observed in event-time

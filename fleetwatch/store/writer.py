@@ -15,7 +15,7 @@ perception_rows, driving_rows)`` receives them in that form.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Final, Protocol
@@ -281,6 +281,9 @@ class Batch:
     transitions: Sequence[TransitionRow] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     expected_offsets: dict[TopicPartition, int | None] = field(default_factory=dict)
+    partitions: dict[str, int] = field(default_factory=dict)
+    """Vehicle id -> the partition number its messages arrive on, to record in
+    ``vehicles.kafka_partition`` (vehicles with telemetry in this batch)."""
 
     @property
     def events(self) -> int:
@@ -521,6 +524,7 @@ def write_batch(
         _fence_offsets(cur, batch)
         copy_events(cur, batch.telemetry, batch.perception, batch.driving)
         merge(cur, batch.telemetry, batch.perception, batch.driving)
+        _store_partitions(cur, batch)
         new_ids = _write_alerts(cur, batch)
         _write_rejects(cur, batch, now)
         _store_offsets(cur, batch)
@@ -530,6 +534,32 @@ def write_batch(
     return WriteResult(
         stored=batch.events, rejected=len(batch.rejects), alerts_inserted=len(new_ids)
     )
+
+
+STORE_PARTITIONS_SQL: Final = """
+UPDATE vehicles AS v SET kafka_partition = p.number
+FROM unnest(%s::text[], %s::int[]) AS p(vehicle_id, number)
+WHERE v.vehicle_id = p.vehicle_id AND v.kafka_partition IS DISTINCT FROM p.number
+"""
+
+
+def _store_partitions(cur: psycopg.Cursor[Any], batch: Batch) -> None:
+    if batch.partitions:
+        cur.execute(STORE_PARTITIONS_SQL, (list(batch.partitions), list(batch.partitions.values())))
+
+
+def vehicles_of_partitions(conn: psycopg.Connection[Any], numbers: Iterable[int]) -> dict[str, int]:
+    """``vehicle_id -> partition number`` of the stored vehicles in ``numbers``."""
+    numbers = sorted(set(numbers))
+    if not numbers:
+        return {}
+    rows = conn.execute(
+        "SELECT vehicle_id, kafka_partition FROM vehicles WHERE kafka_partition = ANY(%s)",
+        (numbers,),
+    ).fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    return {str(v): int(p) for v, p in rows}
 
 
 def load_offsets(

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from fleetwatch.config import RuleSettings
 from fleetwatch.model import TELEMETRY_TOPIC, TOPICS, Telemetry
 from fleetwatch.pipeline.ingest import Ingestor, IngestParams
 from fleetwatch.store.db import DatabaseUnavailable, connect
@@ -109,6 +110,41 @@ def test_restart_resumes_from_the_stored_offsets(db_dsn: str) -> None:
         ).fetchall()
         for vehicle, steps, travel in rows:
             assert steps == pytest.approx(travel, abs=1e-6), vehicle
+
+
+def test_a_vehicle_silent_since_before_a_restart_still_gets_its_silence_alert(
+    db_dsn: str,
+) -> None:
+    """The vehicle sends nothing after the restart, so only the partition it is stored
+    with tells the new consumer to watch it."""
+    messages = simulate(vehicles=8, seconds=150)
+    silent = messages[0].vehicle_id
+    cut = min(m.time for m in messages) + timedelta(seconds=40)
+    before = [m for m in messages if m.time < cut]
+    after = [m for m in messages if m.time >= cut and m.vehicle_id != silent]
+    last = max(m.time for m in before if m.vehicle_id == silent and isinstance(m, Telemetry))
+    broker = LocalBroker(4)
+    produce(broker.producer(), before)
+    with Running(ingestor(broker, db_dsn, batch_max=300)) as running:
+        running.wait_consumed(len(before))
+
+    def silence_alerts() -> list[tuple[object, ...]]:
+        with connect(db_dsn) as conn:
+            rows = conn.execute(
+                "SELECT vehicle_id, state, first_seen, fired_at FROM alerts"
+                " WHERE rule = 'vehicle_silent'"
+            ).fetchall()
+            conn.rollback()
+        return rows
+
+    assert silence_alerts() == []
+    produce(broker.producer(), after)
+    with Running(ingestor(broker, db_dsn, batch_max=300)) as running:
+        running.wait_consumed(len(after))
+        # The watermark passes the silence once every partition has caught up.
+        wait_until(lambda: bool(silence_alerts()), timeout_s=30, what="a silence alert")
+    silent_after = timedelta(seconds=RuleSettings().silent_after_s)
+    assert silence_alerts() == [(silent, "firing", last, last + silent_after)]
 
 
 def test_malformed_messages_end_in_rejects_and_nothing_else_is_lost(db_dsn: str) -> None:
