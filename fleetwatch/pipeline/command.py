@@ -129,6 +129,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     params = IngestParams.from_settings(
         settings.ingest, topic_prefix=prefix, retention_days=settings.database.retention_days
     )
+    # Said first: an unreachable broker takes the probe's whole timeout to tell.
+    print(f"{PROG}: reaching Kafka at {bootstrap}…", flush=True)
     try:  # before the database is touched: nothing to migrate for a broker that is not there
         probe(bootstrap, settings.kafka.client)
     except TransportError as error:
@@ -213,7 +215,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"{PROG}: done: consumed {stats.consumed:,} messages, stored {stats.stored:,} events, "
         f"rejected {stats.rejected:,}, alerts fired {stats.alerts_fired:,}, "
-        f"in {stats.batches:,} batches",
+        f"in {stats.batches:,} batch{'' if stats.batches == 1 else 'es'}",
         flush=True,
     )
     return 0

@@ -159,6 +159,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # flushed and the command exits 0 (a second Ctrl-C interrupts at once).
     stopper = Stopper()
     with stop_on_signals(stopper):
+        # Said first: an unreachable broker takes the whole timeout to tell.
+        print(f"fleetwatch simulate: reaching Kafka at {bootstrap}…", flush=True)
         try:
             ensure_topics(
                 bootstrap, topics, settings.kafka.partitions, settings.kafka.client, timeout_s=10.0

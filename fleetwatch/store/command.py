@@ -72,7 +72,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
             description="Which database, its backend and capabilities, schema version, "
             "size and row counts.",
         ),
-        sub.add_parser("reset", help="delete the embedded database and all its data"),
+        sub.add_parser(
+            "reset",
+            help="delete the embedded database and all its data",
+            description="Delete the embedded database in the user data directory and all "
+            "its data; it is created afresh when 'fleetwatch' next runs. A server database "
+            "(--db) is never deleted.",
+        ),
     ]
     actions[2].add_argument("--yes", action="store_true", help="do not ask for confirmation")
     for action in actions:
@@ -86,6 +92,15 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None)
     try:
         if args.action == "reset":
             return _reset(dsn, settings, args.yes, out)
+        embedded = EmbeddedPostgres(settings.database.data_dir)
+        if args.action == "status" and dsn is None and not embedded.initialized():
+            # Nothing to report on: creating it here would only leave an empty database.
+            print(
+                f"fleetwatch: there is no embedded database in {embedded.data_dir} yet: "
+                "'fleetwatch' creates it when it first runs; give --db DSN for a server",
+                file=sys.stderr,
+            )
+            return 1
         with database_dsn(dsn, settings.database.data_dir) as target, connect(target) as conn:
             if args.action == "migrate":
                 return _migrate(conn, settings, out)

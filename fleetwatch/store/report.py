@@ -76,12 +76,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--window",
         default="24h",
         metavar="SPAN",
-        help="how far back: 15m, 1h, 6h, 24h, 7d or any <n>m|h|d (default: 24h)",
+        help=(
+            "how far back: 15m, 1h, 6h, 24h, 7d or any <n>s|m|h|d, in whole minutes (the"
+            " figures are kept per minute; default: 24h)"
+        ),
     )
     parser.add_argument(
         "--at",
         metavar="TIME",
-        help="end of the window, ISO 8601 (default: now; without a zone, UTC)",
+        help=(
+            "the moment to report on, ISO 8601 (default: now; without a zone, UTC); the"
+            " window ends with the minute that holds it"
+        ),
     )
     parser.add_argument("--vehicle", type=_vehicle_id, metavar="ID", help="report on one vehicle")
     parser.add_argument(

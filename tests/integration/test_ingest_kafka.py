@@ -304,6 +304,8 @@ def test_unreachable_broker_is_one_sentence(db_dsn: str, env: dict[str, str]) ->
     assert result.returncode == 1
     assert "cannot reach the Kafka broker at 127.0.0.1:1" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    # What it is waiting for is said before the wait.
+    assert result.stdout == "fleetwatch ingest: reaching Kafka at 127.0.0.1:1…\n"
 
 
 def test_an_unreachable_broker_is_found_before_the_database_is_migrated(

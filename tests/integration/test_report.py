@@ -304,12 +304,17 @@ def embedded_dir(tmp_path: Path) -> Iterator[Path]:
         server.stop()
 
 
-def test_embedded_migrate_report_status_and_reset(embedded_dir: Path) -> None:
+def test_embedded_migrate_report_status_and_reset(
+    embedded_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     extra = {"database.data_dir": str(embedded_dir)}
     # Before the app ever ran: the report says so and creates nothing.
     with pytest.raises(cli.CliError, match="no fleet data yet"):
         _run(report, ["report"], **extra)
     assert not EmbeddedPostgres(embedded_dir).initialized()
+    code, _text = _run(command, ["db", "status"], **extra)
+    assert code == 1 and not EmbeddedPostgres(embedded_dir).initialized()
+    assert "there is no embedded database" in capsys.readouterr().err
     code, text = _run(command, ["db", "migrate"], **extra)
     assert code == 0 and "applied 001_core.sql" in text
     code, text = _run(command, ["db", "status"], **extra)
