@@ -60,6 +60,17 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_topic_prefix_flag(parser: argparse.ArgumentParser, doing: str) -> None:
+    """--topic-prefix, the kafka.topic_prefix setting; ``doing`` says what uses the topics."""
+    parser.add_argument(
+        "--topic-prefix",
+        dest="kafka.topic_prefix",
+        metavar="PREFIX",
+        help=f"{doing} PREFIX + the usual topic names, to keep a test or staging fleet apart"
+        " on a shared broker (default: settings, none)",
+    )
+
+
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     """The parser with the flags of ``command`` (the app's when None)."""
     return _build_parsers(command)[0]

@@ -43,6 +43,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]*$")
 _BOOTSTRAP = re.compile(r"^[A-Za-z0-9_.\[\]:-]+:\d{1,5}(,[A-Za-z0-9_.\[\]:-]+:\d{1,5})*$")
 
 
@@ -53,12 +54,24 @@ class KafkaSettings(Section):
     """Partitions for topics fleetwatch creates."""
     client: dict[str, str] = Field(default_factory=dict)
     """Extra librdkafka settings passed through (security.protocol, sasl.*, ssl.*)."""
+    topic_prefix: str = ""
+    """Put before the topic names by the simulator, the ingestor and the app alike, to
+    keep a test or staging fleet apart on a shared broker."""
 
     @field_validator("bootstrap")
     @classmethod
     def _host_ports(cls, value: str | None) -> str | None:
         if value is not None and not _BOOTSTRAP.match(value):
             raise ValueError(f"invalid Kafka address {value!r}: expected HOST:PORT[,HOST:PORT...]")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        if not _TOPIC_PREFIX.match(value):
+            raise ValueError(
+                f"invalid topic prefix {value!r}: use letters, digits, '.', '_' or '-'"
+            )
         return value
 
 

@@ -13,20 +13,19 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import re
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING
 
 from fleetwatch import durations
+from fleetwatch.cli import add_topic_prefix_flag
 from fleetwatch.config import IngestSettings, Settings
 from fleetwatch.signals import Stopper, stop_on_signals
 
 if TYPE_CHECKING:
     from fleetwatch.pipeline.ingest import IngestStats
 
-_PREFIX = re.compile(r"^[A-Za-z0-9._-]*$")
 PROG = "fleetwatch ingest"
 
 
@@ -79,12 +78,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="exit 0 once no message has arrived for SECONDS (or a duration: 30s, 2m)",
     )
-    parser.add_argument(
-        "--topic-prefix",
-        default="",
-        metavar="PREFIX",
-        help="consume PREFIX + the usual topic names (as given to fleetwatch simulate)",
-    )
+    add_topic_prefix_flag(parser, "consume")
 
 
 def _fail(sentence: str, code: int = 2) -> int:
@@ -120,9 +114,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if settings.database.dsn is None:
         return _fail("a database is needed: pass --db DSN or set FLEETWATCH_DB")
     dsn = settings.database.dsn.get_secret_value()
-    prefix: str = args.topic_prefix
-    if not _PREFIX.match(prefix):
-        return _fail(f"invalid topic prefix {prefix!r}: use letters, digits, '.', '_' or '-'")
+    prefix = settings.kafka.topic_prefix
     idle_limit: float | None = args.stop_when_idle
     _setup_logging()
 

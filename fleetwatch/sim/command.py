@@ -11,12 +11,12 @@ and exits 0.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from fleetwatch import durations
+from fleetwatch.cli import add_topic_prefix_flag
 from fleetwatch.config import Settings, SimulatorSettings
 from fleetwatch.model import DRIVING_TOPIC, PERCEPTION_TOPIC, TELEMETRY_TOPIC, TOPICS
 from fleetwatch.signals import Stopper, stop_on_signals
@@ -105,12 +105,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let vehicles lose contact now and then (40-180 s), so silent-vehicle alerts happen",
     )
-    parser.add_argument(
-        "--topic-prefix",
-        default="",
-        metavar="PREFIX",
-        help="produce to PREFIX + the usual topic names (to keep test or staging runs apart)",
-    )
+    add_topic_prefix_flag(parser, "produce to")
 
 
 def _counts_line(counts: dict[str, int]) -> str:
@@ -136,10 +131,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if backfill is not None and speedup_flag is not None:
         return _fail("--speedup does not apply to --backfill, which runs as fast as it can")
 
-    prefix: str = args.topic_prefix
+    prefix = settings.kafka.topic_prefix
     topics = [f"{prefix}{topic}" for topic in TOPICS]
-    if prefix and not re.fullmatch(r"[A-Za-z0-9._-]+", prefix):
-        return _fail(f"invalid topic prefix {prefix!r}: use letters, digits, '.', '_' or '-'")
     clock = SystemClock()
     now = clock.now().replace(microsecond=0)
     if backfill is not None:
@@ -197,7 +190,7 @@ def _produce(
 
     sim = settings.simulator
     bootstrap = producer.bootstrap
-    prefix: str = args.topic_prefix
+    prefix = settings.kafka.topic_prefix
     telemetry_topic = f"{prefix}{TELEMETRY_TOPIC}"
     try:
         states = last_states(bootstrap, telemetry_topic, sim.vehicles, settings.kafka.client)

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from fleetwatch.cli import add_connection_flags
+from fleetwatch.cli import add_connection_flags, add_topic_prefix_flag
 from fleetwatch.config import Settings, log_dir
 from fleetwatch.signals import Stopper, stop_on_signals
 from fleetwatch.tui.prefs import prefs_path, remember, remembered_sorts, with_remembered
@@ -49,6 +49,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         const=False,
         help="do not run the built-in ingestor (another `fleetwatch ingest` feeds the database)",
     )
+    parser.add_argument(
+        "--group",
+        dest="ingest.group",
+        metavar="G",
+        help="the built-in ingestor's consumer group with --kafka (default: settings)",
+    )
+    add_topic_prefix_flag(parser, "with --kafka, simulate to and consume")
 
 
 def setup_logging() -> Path | None:

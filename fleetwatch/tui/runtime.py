@@ -227,8 +227,9 @@ class AppServices:
             ensure_topics,
         )
 
+        topics = [f"{settings.kafka.topic_prefix}{topic}" for topic in TOPICS]
         try:
-            ensure_topics(bootstrap, list(TOPICS), settings.kafka.partitions, settings.kafka.client)
+            ensure_topics(bootstrap, topics, settings.kafka.partitions, settings.kafka.client)
             if settings.simulator.enabled:
                 self._producer = KafkaProducer(bootstrap, settings.kafka.client)
             if settings.ingest.enabled:
@@ -242,7 +243,10 @@ class AppServices:
         from fleetwatch.store.db import connect
 
         settings = self.settings
-        params = replace(IngestParams.from_settings(settings.ingest), group=self._group)
+        params = replace(
+            IngestParams.from_settings(settings.ingest, topic_prefix=settings.kafka.topic_prefix),
+            group=self._group,
+        )
         self._ingestor = Ingestor(
             params,
             self._consumer,
@@ -291,6 +295,7 @@ class AppServices:
                     stop=self._stop,
                     on_progress=on_progress,
                     progress_every=timedelta(seconds=1),
+                    topic_prefix=self.settings.kafka.topic_prefix,
                 )
             except Exception as error:
                 log.exception("the simulator stopped")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -14,10 +15,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from confluent_kafka.admin import AdminClient
 from textual.pilot import Pilot
 
 from fleetwatch.config import RuleSettings, Settings
-from fleetwatch.model import TOPIC_BY_MODEL, encode
+from fleetwatch.model import PERCEPTION_TOPIC, TELEMETRY_TOPIC, TOPIC_BY_MODEL, TOPICS, encode
 from fleetwatch.pipeline.ingest import Ingestor, IngestParams
 from fleetwatch.pipeline.rules import AlertEngine
 from fleetwatch.sim import Fleet, backfill
@@ -235,6 +237,52 @@ def test_services_run_simulator_and_ingestor_then_stop(db_dsn: str) -> None:
     # The in-process broker is gone with the run: so are its offsets, so that the next
     # run's new broker is read from its start.
     assert offsets == (0,)
+
+
+def test_services_with_kafka_use_the_topic_prefix_and_group(
+    db_dsn: str, kafka_bootstrap: str
+) -> None:
+    """`fleetwatch --kafka … --db … --topic-prefix P --group G`: the built-in simulator
+    produces to P + each topic and the built-in ingestor consumes them as G."""
+    prefix = f"fwtest-app-{uuid.uuid4().hex[:8]}."
+    group = f"fwtest-app-{uuid.uuid4().hex[:8]}"
+    settings = Settings.model_validate(
+        {
+            "database": {"dsn": db_dsn},
+            "kafka": {"bootstrap": kafka_bootstrap, "topic_prefix": prefix, "partitions": 2},
+            "ingest": {"group": group},
+            "simulator": {"vehicles": 3, "backfill_hours": 0.02},
+        }
+    )
+    services = AppServices(settings)
+    source, status = services.start(lambda _step, _fraction: None)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    try:
+
+        def vehicles() -> int:
+            fleet = source.fetch(ViewRequest("fleet", "15m", datetime.now(timezone.utc))).fleet
+            return 0 if fleet is None else len(fleet.vehicles)
+
+        wait_until(lambda: vehicles() == 3)
+        assert status.status().broker == "up"
+        existing = admin.list_topics(timeout=10).topics
+        assert {f"{prefix}{topic}" for topic in TOPICS} <= set(existing)
+    finally:
+        source.close()
+        services.stop()
+        ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        for future in admin.delete_topics(ours, operation_timeout=30).values():
+            future.result(timeout=60)
+    with psycopg.connect(db_dsn) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT consumer_group, topic FROM ingest_offsets ORDER BY 2"
+        ).fetchall()
+    # Driving events are rare: a run this short may have none.
+    assert (
+        {(group, f"{prefix}{TELEMETRY_TOPIC}"), (group, f"{prefix}{PERCEPTION_TOPIC}")}
+        <= set(rows)
+        <= {(group, f"{prefix}{topic}") for topic in TOPICS}
+    )
 
 
 def test_a_second_app_on_the_same_database_views_the_fleet_the_first_runs(
