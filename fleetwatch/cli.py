@@ -98,6 +98,35 @@ def _build_parsers(command: str | None) -> tuple[argparse.ArgumentParser, argpar
     return parser, chosen
 
 
+def _join_dash_values(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``--window -1h`` as ``--window=-1h``. argparse takes a value that starts with '-'
+    and a digit for an option of its own and says only "expected one argument"; joined,
+    the value reaches the option's own check, which says what is wrong with it."""
+    takes_value: set[str] = set()
+    parsers = [parser]
+    while parsers:
+        for action in parsers.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            elif action.nargs != 0:
+                takes_value.update(action.option_strings)
+    joined: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            joined.extend(argv[index:])
+            break
+        following = argv[index + 1] if index + 1 < len(argv) else ""
+        if arg in takes_value and following[:1] == "-" and following[1:2].isdigit():
+            joined.append(f"{arg}={following}")
+            index += 2
+            continue
+        joined.append(arg)
+        index += 1
+    return joined
+
+
 def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in vars(args).items() if "." in key}
 
@@ -132,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command, argv = _split_command(argv)
     parser, chosen = _build_parsers(command)
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(_join_dash_values(parser, argv))
     if unknown:
         chosen.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:

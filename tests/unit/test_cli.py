@@ -86,3 +86,15 @@ def test_closed_pipe_is_not_a_traceback() -> None:
         os.close(write_end)
     assert done.returncode == 141
     assert done.stderr == ""
+
+
+def test_a_negative_value_reaches_the_option_that_refuses_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # argparse alone takes "-1h" for an option and says "expected one argument".
+    assert main(["report", "--window", "-1h"]) == 2
+    assert "invalid window '-1h'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as raised:
+        main(["simulate", "--kafka", "127.0.0.1:9", "--backfill", "-1m"])
+    assert raised.value.code == 2
+    assert "invalid duration '-1m'" in capsys.readouterr().err
