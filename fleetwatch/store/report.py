@@ -46,7 +46,7 @@ import csv
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Final, TextIO
 
 import psycopg
@@ -107,6 +107,11 @@ NO_EMBEDDED_DATA: Final = (
 )
 
 
+FUTURE_SLACK: Final = timedelta(minutes=1)
+"""How far ahead of this machine's clock --at may be (another machine's clock may run
+a little ahead)."""
+
+
 def _parse_at(text: str | None) -> datetime:
     if text is None:
         return datetime.now(timezone.utc)
@@ -118,7 +123,10 @@ def _parse_at(text: str | None) -> datetime:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    moment = moment.astimezone(timezone.utc)
+    if moment > datetime.now(timezone.utc) + FUTURE_SLACK:
+        raise CliError(f"the time {text!r} is in the future; leave --at out to report on now")
+    return moment
 
 
 def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:

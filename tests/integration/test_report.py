@@ -265,6 +265,8 @@ def test_report_errors_are_one_sentence(
     assert capsys.readouterr().err.strip() == (
         "fleetwatch: no vehicle 'nope' in the database by 2026-02-02T09:59:30+00:00"
     )
+    with pytest.raises(cli.CliError, match="is in the future"):
+        _run(report, ["report", "--db", loaded_dsn, "--at", "2099-01-01T00:00"])
     with pytest.raises(cli.CliError, match="invalid window"):
         _run(report, ["report", "--db", loaded_dsn, "--window", "soon"])
     code, _ = _run(report, ["report", "--db", "postgresql://nobody@127.0.0.1:1/x"])
