@@ -389,6 +389,48 @@ def test_f_reaches_the_alert_filters_from_the_keyboard(make_app: AppFactory) -> 
     drive(make_app(), scenario)
 
 
+def test_an_alert_that_leaves_the_list_under_the_cursor_is_announced(
+    make_app: AppFactory,
+) -> None:
+    source = FixedSource()
+
+    async def refreshed(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        count = len(source.requests)
+        app.request_refresh()
+        await wait_for(pilot, lambda: len(source.requests) > count)
+        await pilot.pause()
+
+    async def scenario(app: FleetwatchApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await wait_for(pilot, rendered(app, "alerts"))
+        app.query_one(AlertsPane).set_filters(state="open")
+        alerts = table(app, "alerts")
+        await wait_for(pilot, lambda: all(a.state != "resolved" for a in alerts.shown_rows))
+        alerts.focus()
+        await pilot.press("home")
+        first: AlertRow = alerts.shown_rows[0]
+        second: AlertRow = alerts.shown_rows[1]
+        # Another alert moving above it is no news: the cursor follows the row.
+        source.dataset.alerts = [
+            replace(a, severity="critical", last_seen=FIXED_NOW) if a is second else a
+            for a in source.dataset.alerts
+        ]
+        await refreshed(app, pilot)
+        assert alerts.current_row() == first
+        assert "left the list" not in _last_notice(app)
+        # It resolves: it leaves the "open" list, and the app says so.
+        source.dataset.alerts = [
+            replace(a, state="resolved") if a.alert_id == first.alert_id else a
+            for a in source.dataset.alerts
+        ]
+        await refreshed(app, pilot)
+        assert first.alert_id not in {a.alert_id for a in alerts.shown_rows}
+        expected = f"{fmt.rule(first.rule)} on {first.vehicle_id} is resolved and left the list"
+        assert expected in _last_notice(app)
+
+    drive(make_app(source), scenario)
+
+
 def test_enter_on_an_alert_opens_its_vehicle_at_that_moment(make_app: AppFactory) -> None:
     source = FixedSource()
 

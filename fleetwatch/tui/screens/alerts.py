@@ -216,6 +216,8 @@ class AlertsPane(View):
         self._render_context = context
         if snapshot.alerts is None:
             return
+        table = self.main_table()
+        watched: AlertRow | None = table.current_row() if table.has_focus else None
         self._alerts = snapshot.alerts.alerts
         rules = tuple(sorted({a.rule for a in self._alerts}))
         if rules != self._rules:
@@ -226,6 +228,24 @@ class AlertsPane(View):
             if isinstance(current, str) and current in rules:
                 rule_select.value = current
         self._apply(context)
+        if watched is not None:
+            self._say_if_gone(watched, table)
+
+    def _say_if_gone(self, watched: AlertRow, table: SnapshotTable[AlertRow]) -> None:
+        """The alert under the cursor left the table with this refresh (it resolved under
+        an "open" filter, say): the cursor now rests on another, which a hasty a or s
+        would act on. Say so."""
+        if any(a.alert_id == watched.alert_id for a in table.shown_rows):
+            return
+        now = next((a for a in self._alerts if a.alert_id == watched.alert_id), None)
+        what = f"is {now.state}" if now is not None else "is out of the window"
+        self.app.notify(
+            f"{fmt.rule(watched.rule)} on {watched.vehicle_id} {what} and left the list; "
+            "the cursor is on another alert.",
+            title="Alerts",
+            severity="warning",
+            timeout=8,
+        )
 
     def focus_filters(self) -> None:
         """Put the focus on the first filter (the state); Enter opens it."""
