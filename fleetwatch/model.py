@@ -43,6 +43,9 @@ PERCEPTION_TOPIC: Final = "perception_events"
 DRIVING_TOPIC: Final = "driving_events"
 TOPICS: Final = (TELEMETRY_TOPIC, PERCEPTION_TOPIC, DRIVING_TOPIC)
 
+KM_PER_MILE: Final = 1.609344
+"""Every speed and distance is kept metric (km/h, km, m); miles convert at this."""
+
 MAX_MESSAGE_BYTES: Final = 8192
 """Messages larger than this are rejected before they are parsed."""
 

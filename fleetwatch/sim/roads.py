@@ -22,12 +22,13 @@ from enum import IntEnum
 from functools import cache
 from typing import Final
 
+from fleetwatch.model import KM_PER_MILE
+
 METRES_PER_DEGREE_LAT: Final = 111_320.0
-KMH_PER_MPH: Final = 1.609344
 
 
 def _mph(limit: float) -> float:
-    return limit * KMH_PER_MPH
+    return limit * KM_PER_MILE
 
 
 DOWNTOWN_KMH: Final = _mph(25)

@@ -58,11 +58,11 @@ import psycopg
 from psycopg.rows import class_row, dict_row
 
 from fleetwatch import durations
+from fleetwatch.model import KM_PER_MILE
 from fleetwatch.store.rollups import DISTANCE_EDGES_M, MOVING_KMH, TTC_EDGES_S
 
 Connection = psycopg.Connection[Any]
 
-KM_PER_MILE: Final = 1.609344
 SPEED_RULE: Final = "speed_violation"
 """Alert rule name of a sustained speed violation."""
 COLLISION_RULE: Final = "collision_risk"

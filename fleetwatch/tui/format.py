@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, tzinfo
 from typing import Final, Literal
 
+from fleetwatch.model import KM_PER_MILE
 from fleetwatch.pipeline.rules import COLLISION_SUMMARY, SPEED_SUMMARY
 
 Units = Literal["km", "mi"]
-KM_PER_MILE: Final = 1.609344
 
 
 def distance(km: float, units: Units, *, digits: int = 1) -> str:
@@ -38,7 +38,7 @@ def speed_unit(units: Units) -> str:
 
 
 FEET_PER_METRE: Final = 1 / 0.3048
-MPH_PER_MPS: Final = 3600 / 1609.344
+MPH_PER_MPS: Final = 3.6 / KM_PER_MILE
 
 
 def object_distance(distance_m: float, units: Units) -> str:

@@ -16,8 +16,8 @@ import pytest
 
 from fleetwatch import cli
 from fleetwatch.config import Settings, load_settings
-from fleetwatch.model import DrivingEvent, DrivingEventType, Telemetry
-from fleetwatch.store import command, queries, report, rollups, writer
+from fleetwatch.model import KM_PER_MILE, DrivingEvent, DrivingEventType, Telemetry
+from fleetwatch.store import command, report, rollups, writer
 from fleetwatch.store.embedded import EmbeddedPostgres
 from fleetwatch.store.migrate import migrations
 
@@ -138,10 +138,10 @@ def test_miles_rename_and_convert(loaded_dsn: str) -> None:
     assert code == 0
     fleet = json.loads(text)["fleet"]
     assert "distance_km" not in fleet
-    assert fleet["distance_mi"] == pytest.approx(15.0 / queries.KM_PER_MILE, abs=1e-3)
-    assert fleet["mi_per_intervention"] == pytest.approx(7.5 / queries.KM_PER_MILE, abs=1e-3)
+    assert fleet["distance_mi"] == pytest.approx(15.0 / KM_PER_MILE, abs=1e-3)
+    assert fleet["mi_per_intervention"] == pytest.approx(7.5 / KM_PER_MILE, abs=1e-3)
     vehicle = json.loads(text)["vehicles"][0]
-    assert vehicle["speed_mph"] == pytest.approx(36.0 / queries.KM_PER_MILE, abs=0.1)
+    assert vehicle["speed_mph"] == pytest.approx(36.0 / KM_PER_MILE, abs=0.1)
 
 
 def test_a_past_moment_shows_the_state_and_the_open_alerts_of_that_moment(

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from fleetwatch.model import KM_PER_MILE
 from fleetwatch.store import queries as q
 
 NOW = datetime(2026, 3, 1, 12, 34, 56, 789, tzinfo=timezone.utc)
@@ -79,11 +80,11 @@ def test_rate_per_1000_km_needs_distance() -> None:
 
 
 def test_units_convert_and_label() -> None:
-    assert q.Units.MI.distance(q.KM_PER_MILE) == pytest.approx(1.0)
+    assert q.Units.MI.distance(KM_PER_MILE) == pytest.approx(1.0)
     assert q.Units("km").distance(5.0) == 5.0
     assert q.Units.MI.speed_label == "mph"
     # 1 event per 1,000 km is 1.609344 events per 1,000 miles.
-    assert q.Units.MI.per_1000(1.0) == pytest.approx(q.KM_PER_MILE)
+    assert q.Units.MI.per_1000(1.0) == pytest.approx(KM_PER_MILE)
 
 
 def test_format_distance_in_both_units() -> None:
@@ -96,7 +97,7 @@ def test_format_km_per_event_without_events_says_so() -> None:
     assert q.format_km_per_event(None) == "no interventions"
     assert q.format_km_per_event(None, "mi", what="disengagements") == "no disengagements"
     assert q.format_km_per_event(250.0, "km") == "250.0 km"
-    assert q.format_km_per_event(q.KM_PER_MILE * 100, "mi") == "100.0 mi"
+    assert q.format_km_per_event(KM_PER_MILE * 100, "mi") == "100.0 mi"
     assert q.per_event_label("mi", "disengagements") == "mi per disengagement"
 
 
