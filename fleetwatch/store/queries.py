@@ -740,6 +740,16 @@ WHERE state = 'resolved' AND resolved_at > %(now)s AND first_seen <= %(now)s
   AND (%(vehicle_id)s::text IS NULL OR vehicle_id = %(vehicle_id)s::text)
 """
 
+# What makes an alert ``a`` acknowledged or silenced at %(now)s, for the alert counts and
+# the alerts list alike.
+ACKNOWLEDGED_SQL: Final = (
+    "(a.acked_at IS NOT NULL AND (a.ack_until IS NULL OR a.ack_until > %(now)s))"
+)
+SILENCE_OF_ALERT_SQL: Final = """
+    FROM silences s
+    WHERE s.vehicle_id IN (a.vehicle_id, '*') AND s.rule IN (a.rule, '*')
+      AND s.until > %(now)s"""
+
 ALERT_COUNTS_SQL: Final = f"""
 SELECT count(*) FILTER (WHERE severity = 'critical')::bigint AS critical,
        count(*) FILTER (WHERE severity = 'warning')::bigint  AS warning,
@@ -747,12 +757,7 @@ SELECT count(*) FILTER (WHERE severity = 'critical')::bigint AS critical,
        count(*) FILTER (WHERE state = 'firing')::bigint      AS firing,
        count(*) FILTER (WHERE state = 'pending')::bigint     AS pending,
        count(*) FILTER (
-           WHERE (acked_at IS NOT NULL AND (ack_until IS NULL OR ack_until > %(now)s))
-              OR EXISTS (
-                  SELECT 1 FROM silences s
-                  WHERE s.vehicle_id IN (a.vehicle_id, '*') AND s.rule IN (a.rule, '*')
-                    AND s.until > %(now)s
-              )
+           WHERE {ACKNOWLEDGED_SQL} OR EXISTS (SELECT 1 {SILENCE_OF_ALERT_SQL})
        )::bigint AS handled
 FROM ({OPEN_ALERTS_SQL}) a
 """
@@ -979,19 +984,17 @@ LIMIT %(limit)s
 
 NEAR_MISSES_WIDE_SQL: Final = NEAR_MISSES_SQL.replace("AND ttc_s < 2.0", "")
 
-ALERTS_SQL: Final = """
+ALERTS_SQL: Final = f"""
 SELECT a.alert_id, a.vehicle_id, a.rule, a.state, a.severity, a.first_seen, a.last_seen,
        a.fired_at, a.resolved_at, a.breach_count, a.value, a.summary,
        a.acked_by, a.acked_at, a.ack_until,
        s.until AS silenced_until, s.created_by AS silenced_by, s.reason AS silence_reason,
-       (a.acked_at IS NOT NULL AND (a.ack_until IS NULL OR a.ack_until > %(now)s)) AS acknowledged,
+       {ACKNOWLEDGED_SQL} AS acknowledged,
        (s.until IS NOT NULL) AS silenced
 FROM alerts a
 LEFT JOIN LATERAL (
-    SELECT until, created_by, reason
-    FROM silences
-    WHERE vehicle_id IN (a.vehicle_id, '*') AND rule IN (a.rule, '*') AND until > %(now)s
-    ORDER BY until DESC
+    SELECT s.until, s.created_by, s.reason {SILENCE_OF_ALERT_SQL}
+    ORDER BY s.until DESC
     LIMIT 1
 ) s ON true
 WHERE a.state = ANY(%(states)s)
