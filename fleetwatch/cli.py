@@ -98,10 +98,8 @@ def _build_parsers(command: str | None) -> tuple[argparse.ArgumentParser, argpar
     return parser, chosen
 
 
-def _join_dash_values(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
-    """``--window -1h`` as ``--window=-1h``. argparse takes a value that starts with '-'
-    and a digit for an option of its own and says only "expected one argument"; joined,
-    the value reaches the option's own check, which says what is wrong with it."""
+def _options_taking_values(parser: argparse.ArgumentParser) -> set[str]:
+    """The option strings of ``parser`` and its subcommands that are followed by a value."""
     takes_value: set[str] = set()
     parsers = [parser]
     while parsers:
@@ -110,6 +108,14 @@ def _join_dash_values(parser: argparse.ArgumentParser, argv: Sequence[str]) -> l
                 parsers.extend(action.choices.values())
             elif action.nargs != 0:
                 takes_value.update(action.option_strings)
+    return takes_value
+
+
+def _join_dash_values(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``--window -1h`` as ``--window=-1h``. argparse takes a value that starts with '-'
+    and a digit for an option of its own and says only "expected one argument"; joined,
+    the value reaches the option's own check, which says what is wrong with it."""
+    takes_value = _options_taking_values(parser)
     joined: list[str] = []
     index = 0
     while index < len(argv):
@@ -136,12 +142,7 @@ def _split_command(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     (``fleetwatch --db DSN report``) reach the subcommand instead of starting the app."""
     app_parser = argparse.ArgumentParser(add_help=False)
     _load(APP_MODULE).configure(app_parser)
-    takes_value = {
-        option
-        for action in app_parser._actions
-        if action.nargs != 0
-        for option in action.option_strings
-    }
+    takes_value = _options_taking_values(app_parser)
     index = 0
     while index < len(argv):
         arg = argv[index]
